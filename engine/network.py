@@ -1,0 +1,257 @@
+"""The network: Glorot-uniform dense layers, a forward pass that keeps what backprop needs,
+and backprop that reuses it.
+
+All weights and biases live in one flat buffer (`params`) and the layers are views into
+it, so the optimizer updates every parameter in one vectorised pass, in place.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ConfigError
+from .layers import ACTIVATIONS, dropout, softmax
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+MAX_LAYER_WIDTH = 16384
+MAX_HIDDEN_LAYERS = 32
+
+# Ways to break backprop on purpose, so a user can see what a failing gradient check looks like.
+FAULTS = {
+    "activation_derivative": "Activation derivative replaced by 1 (ReLU treated as linear)",
+    "dropout_scale": "Dropout's 1/keep_prob scale left out of backprop",
+    "bias_gradient": "Bias gradients forgotten (left at zero)",
+    "batch_mean": "Loss gradient not divided by the batch size",
+}
+
+
+def fully_connected(n_inputs, n_outputs, rng, dtype=np.float64):
+    """Glorot-uniform weights, the notebook's dense layer: U(-l, l), l = sqrt(6/(fan_in+fan_out))."""
+    limit = np.sqrt(6 / (n_inputs + n_outputs))
+    return rng.uniform(-limit, limit, size=(n_inputs, n_outputs)).astype(dtype)
+
+
+def validate_architecture(sizes, activation="relu", dtype="float32"):
+    """Raise ConfigError with a readable message if the architecture cannot be built."""
+    if len(sizes) < 2:
+        raise ConfigError("A network needs at least an input and an output layer.")
+    if len(sizes) - 2 > MAX_HIDDEN_LAYERS:
+        raise ConfigError(f"At most {MAX_HIDDEN_LAYERS} hidden layers are supported; got {len(sizes) - 2}.")
+    for i, width in enumerate(sizes):
+        if isinstance(width, bool) or not isinstance(width, (int, np.integer)):
+            raise ConfigError(f"Layer {i} width must be a whole number, got {width!r}.")
+        if width < 1:
+            raise ConfigError(f"Layer {i} width must be at least 1, got {width}.")
+        if width > MAX_LAYER_WIDTH and 0 < i < len(sizes) - 1:
+            raise ConfigError(f"Hidden layer width {width} is above the limit of {MAX_LAYER_WIDTH}.")
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"Unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}.")
+    if str(dtype) not in DTYPES:
+        raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}.")
+
+
+def parameter_count(sizes, use_bias=True):
+    """Number of trainable numbers in a dense network of these layer sizes."""
+    return sum(a * b + (b if use_bias else 0) for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def parse_layers(text):
+    """'64,32' -> [64, 32]; raises ConfigError on anything that is not a list of positive integers."""
+    parts = [p.strip() for p in str(text).replace(" ", ",").split(",") if p.strip()]
+    widths = []
+    for p in parts:
+        try:
+            widths.append(int(p))
+        except ValueError:
+            raise ConfigError(f"Layer width {p!r} is not a whole number.") from None
+    for w in widths:
+        if w < 1:
+            raise ConfigError(f"Layer width must be at least 1, got {w}.")
+        if w > MAX_LAYER_WIDTH:
+            raise ConfigError(f"Layer width {w} is above the limit of {MAX_LAYER_WIDTH}.")
+    return widths
+
+
+@dataclass
+class ForwardPass:
+    """What the forward pass keeps for backprop: each layer's input and each hidden output."""
+    inputs: list            # inputs[i] is what layer i multiplies (after dropout)
+    hidden: list            # hidden[i] is activation output of hidden layer i (before dropout)
+    masks: list             # dropout masks (None where no dropout)
+    probabilities: np.ndarray = field(default=None)
+
+
+class Network:
+    """A multilayer feed-forward network: dense layers, one activation, softmax output."""
+
+    def __init__(self, sizes, activation="relu", use_bias=True, dtype="float32", seed=None):
+        sizes = [int(s) if isinstance(s, (int, np.integer)) and not isinstance(s, bool) else s for s in sizes]
+        validate_architecture(sizes, activation, dtype)
+        self.sizes = list(sizes)
+        self.activation = activation
+        self.use_bias = bool(use_bias)
+        self.dtype = DTYPES[str(dtype)]
+        self.seed = seed
+        self._act, self._act_derivative = ACTIVATIONS[activation]
+        self.params = np.zeros(parameter_count(self.sizes, self.use_bias), dtype=self.dtype)
+        self.grads = np.zeros_like(self.params)
+        self.weights, self.biases = self._layer_views(self.params)
+        self.weight_grads, self.bias_grads = self._layer_views(self.grads)
+        self.epochs_trained = 0
+        self.history = []  # one Keras-like dict per epoch trained, across runs
+        self.initialize(np.random.default_rng(seed))
+
+    # --- structure -------------------------------------------------------------------
+    def _layer_views(self, flat):
+        """Cut a flat buffer into per-layer weight matrices and bias vectors (views, no copies)."""
+        weights, biases, offset = [], [], 0
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
+            weights.append(flat[offset:offset + fan_in * fan_out].reshape(fan_in, fan_out))
+            offset += fan_in * fan_out
+            if self.use_bias:
+                biases.append(flat[offset:offset + fan_out])
+                offset += fan_out
+            else:
+                biases.append(None)
+        return weights, biases
+
+    def initialize(self, rng):
+        """Glorot-uniform weights, zero biases."""
+        for w in self.weights:
+            w[...] = fully_connected(w.shape[0], w.shape[1], rng, self.dtype)
+        for b in self.biases:
+            if b is not None:
+                b[...] = 0
+
+    @property
+    def num_layers(self):
+        return len(self.weights)
+
+    @property
+    def parameter_count(self):
+        return self.params.size
+
+    @property
+    def hidden_sizes(self):
+        return self.sizes[1:-1]
+
+    def describe(self):
+        """'784-64-32-10 relu, biases, float32'."""
+        bias = "biases" if self.use_bias else "no biases"
+        return f"{'-'.join(map(str, self.sizes))} {self.activation}, {bias}, {np.dtype(self.dtype).name}"
+
+    def layer_names(self):
+        """Names of every parameter array, in order: W1, b1, W2, ..."""
+        names = []
+        for i, b in enumerate(self.biases, 1):
+            names.append(f"W{i}")
+            if b is not None:
+                names.append(f"b{i}")
+        return names
+
+    def parameter_arrays(self, grads=False):
+        """(name, array) for each weight matrix and bias vector (views into the flat buffer)."""
+        ws, bs = (self.weight_grads, self.bias_grads) if grads else (self.weights, self.biases)
+        out = []
+        for i, (w, b) in enumerate(zip(ws, bs), 1):
+            out.append((f"W{i}", w))
+            if b is not None:
+                out.append((f"b{i}", b))
+        return out
+
+    def copy(self):
+        """An independent network with the same architecture and weights."""
+        twin = Network(self.sizes, self.activation, self.use_bias, np.dtype(self.dtype).name, seed=0)
+        twin.params[...] = self.params
+        twin.seed = self.seed
+        twin.epochs_trained = self.epochs_trained
+        twin.history = [dict(h) for h in self.history]
+        return twin
+
+    # --- forward / backward ----------------------------------------------------------
+    def forward(self, x, keep_prob=1.0, rng=None, masks=None):
+        """Forward pass keeping each layer's input; dropout (per sample) after hidden activations.
+
+        Pass `masks` (one per hidden layer) to reuse fixed dropout masks, e.g. in a gradient check.
+        """
+        x = np.asarray(x, dtype=self.dtype)
+        inputs, hidden, used_masks = [x], [], []
+        a = x
+        for i in range(self.num_layers - 1):
+            z = self._affine(a, i)
+            h = self._act(z)
+            hidden.append(h)
+            if masks is not None:
+                mask = masks[i]
+                a = h if mask is None else h * mask
+            elif keep_prob < 1:
+                a, mask = dropout(h, keep_prob, rng if rng is not None else np.random.default_rng())
+            else:
+                a, mask = h, None
+            used_masks.append(mask)
+            inputs.append(a)
+        probabilities = softmax(self._affine(a, self.num_layers - 1))
+        return ForwardPass(inputs, hidden, used_masks, probabilities)
+
+    def _affine(self, a, i):
+        z = a @ self.weights[i]
+        if self.biases[i] is not None:
+            z += self.biases[i]
+        return z
+
+    def backward(self, fp, targets, fault=None):
+        """Backprop through a kept forward pass; fills `self.grads` (mean loss over the batch).
+
+        Fused softmax + cross-entropy: the output delta is (p - y) / n. No delta is computed
+        for the input layer. `fault` names a deliberate mistake (see FAULTS) for teaching.
+        """
+        n = fp.probabilities.shape[0]
+        delta = fp.probabilities.copy()
+        if targets.ndim == 1:
+            delta[np.arange(n), targets] -= 1
+        else:
+            delta -= targets
+        if fault != "batch_mean":
+            delta *= self.dtype(1 / n)
+        for i in range(self.num_layers - 1, -1, -1):
+            np.matmul(fp.inputs[i].T, delta, out=self.weight_grads[i])
+            if self.bias_grads[i] is not None:
+                if fault == "bias_gradient":
+                    self.bias_grads[i][...] = 0
+                else:
+                    delta.sum(axis=0, out=self.bias_grads[i])
+            if i == 0:
+                break  # no delta for the input layer
+            delta = delta @ self.weights[i].T
+            mask = fp.masks[i - 1]
+            if mask is not None:
+                delta *= (mask != 0) if fault == "dropout_scale" else mask
+            if fault != "activation_derivative":
+                delta *= self._act_derivative(fp.hidden[i - 1])
+        return self.grads
+
+    def gradients(self, x, targets, keep_prob=1.0, rng=None, masks=None, fault=None):
+        """Forward + backward on one batch; returns (loss, accuracy, flat gradient buffer)."""
+        from .layers import accuracy, cross_entropy
+        fp = self.forward(x, keep_prob, rng, masks)
+        loss = cross_entropy(fp.probabilities, targets)
+        acc = accuracy(fp.probabilities, targets)
+        self.backward(fp, targets, fault)
+        return loss, acc, self.grads
+
+    def predict_proba(self, x, chunk=8192):
+        """Class probabilities with dropout off, in chunks so memory stays small."""
+        x = np.asarray(x)
+        if x.ndim == 1:
+            x = x.reshape(1, -1)
+        out = np.empty((x.shape[0], self.sizes[-1]), dtype=self.dtype)
+        for start in range(0, x.shape[0], chunk):
+            a = np.asarray(x[start:start + chunk], dtype=self.dtype)
+            for i in range(self.num_layers - 1):
+                a = self._act(self._affine(a, i))
+            out[start:start + chunk] = softmax(self._affine(a, self.num_layers - 1))
+        return out
+
+    def hidden_activations(self, x):
+        """Each hidden layer's activations for inputs x (dropout off), for the UI."""
+        fp = self.forward(np.atleast_2d(x))
+        return fp.hidden

@@ -1,0 +1,164 @@
+"""Save and load a network as a plain `.npz` (no pickle): architecture, weights per layer,
+optimizer state, training history and metadata. Loading trusts nothing: every array is
+checked against the declared architecture and must be finite."""
+import io
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from .errors import ConfigError, ModelFileError
+from .network import DTYPES, Network, validate_architecture
+from .optimizers import make_optimizer
+
+FORMAT = "digitlab-network-1"
+MAX_MODEL_BYTES = 256 * 1024 * 1024
+
+
+def _text(value):
+    return np.array(json.dumps(value))
+
+
+def model_arrays(network, optimizer=None, metadata=None):
+    """Everything saved for a network, as a dict of plain arrays."""
+    arrays = {
+        "format": np.array(FORMAT),
+        "sizes": np.array(network.sizes, dtype=np.int64),
+        "activation": np.array(network.activation),
+        "use_bias": np.array(network.use_bias),
+        "dtype": np.array(np.dtype(network.dtype).name),
+        "epochs_trained": np.array(network.epochs_trained, dtype=np.int64),
+        "history": _text(network.history),
+        "metadata": _text(metadata or {}),
+    }
+    arrays.update({name: np.ascontiguousarray(a) for name, a in network.parameter_arrays()})
+    if optimizer is not None:
+        arrays["optimizer"] = _text(optimizer.config())
+        for key, value in optimizer.state().items():
+            arrays[f"optimizer_{key}"] = np.asarray(value)
+    return arrays
+
+
+def save_network(path, network, optimizer=None, metadata=None):
+    """Write atomically (temporary file, then rename): an interrupted save never leaves a
+    half-written file under the final name."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".npz.part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **model_arrays(network, optimizer, metadata))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def network_bytes(network, optimizer=None, metadata=None):
+    """The saved form in memory (for a download button)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **model_arrays(network, optimizer, metadata))
+    return buffer.getvalue()
+
+
+def load_network(source, max_bytes=MAX_MODEL_BYTES):
+    """Load (network, optimizer or None, metadata) from a path or bytes; ModelFileError if bad."""
+    if isinstance(source, (bytes, bytearray)):
+        if len(source) > max_bytes:
+            raise ModelFileError(f"The file is {len(source) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
+        opened = io.BytesIO(source)
+    else:
+        if not os.path.isfile(source):
+            raise ModelFileError(f"No model file at {source}.")
+        if os.path.getsize(source) > max_bytes:
+            raise ModelFileError(f"{source} is larger than the {max_bytes / 1e6:.0f} MB limit.")
+        opened = source
+    try:
+        with np.load(opened, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise ModelFileError("The file holds pickled Python objects, which are never loaded "
+                                 "(they could run code). Save models with Digit Lab.") from None
+        raise ModelFileError(f"Not a Digit Lab model (.npz): {e}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+        raise ModelFileError(f"Not a readable .npz model file (truncated or another format): {e}") from None
+    return _network_from_arrays(arrays)
+
+
+def _scalar(arrays, key, kind):
+    if key not in arrays:
+        raise ModelFileError(f"The model file lacks '{key}'; it was not saved by Digit Lab.")
+    value = arrays[key]
+    if value.shape != () or value.dtype.kind not in kind:
+        raise ModelFileError(f"'{key}' in the model file has the wrong type ({value.dtype}, shape {value.shape}).")
+    return value.item()
+
+
+def _json(arrays, key, default):
+    if key not in arrays:
+        return default
+    try:
+        return json.loads(_scalar(arrays, key, "U"))
+    except json.JSONDecodeError:
+        raise ModelFileError(f"'{key}' in the model file is not valid JSON.") from None
+
+
+def _network_from_arrays(arrays):
+    if arrays.get("format") is None or _scalar(arrays, "format", "U") != FORMAT:
+        raise ModelFileError("Not a Digit Lab model: the 'format' marker is missing or unknown.")
+    sizes = arrays.get("sizes")
+    if sizes is None or sizes.ndim != 1 or sizes.dtype.kind not in "iu":
+        raise ModelFileError("The model file's 'sizes' must be a list of whole numbers.")
+    activation = _scalar(arrays, "activation", "U")
+    dtype = _scalar(arrays, "dtype", "U")
+    try:
+        validate_architecture([int(s) for s in sizes], activation, dtype)
+    except ConfigError as e:
+        raise ModelFileError(f"The model's architecture is impossible: {e}") from None
+    network = Network([int(s) for s in sizes], activation, bool(_scalar(arrays, "use_bias", "b")), dtype, seed=0)
+    for name, target in network.parameter_arrays():
+        value = arrays.get(name)
+        if value is None:
+            raise ModelFileError(f"The model file lacks {name} for the declared architecture.")
+        if value.shape != target.shape or value.dtype != DTYPES[dtype]:
+            raise ModelFileError(f"{name} has shape {value.shape} and type {value.dtype}; the architecture "
+                                 f"{'-'.join(map(str, network.sizes))} ({dtype}) needs {target.shape}.")
+        if not np.isfinite(value).all():
+            raise ModelFileError(f"{name} holds NaN or infinite weights.")
+        target[...] = value
+    extra = sorted(set(arrays) - set(model_arrays(network)) - {k for k in arrays if k.startswith("optimizer")})
+    if extra:
+        raise ModelFileError(f"Unexpected arrays in the model file: {', '.join(extra)}.")
+    network.epochs_trained = int(_scalar(arrays, "epochs_trained", "iu"))
+    network.history = _json(arrays, "history", [])
+    if not isinstance(network.history, list):
+        raise ModelFileError("The model's history must be a list of epochs.")
+    return network, _optimizer_from_arrays(arrays, network), _json(arrays, "metadata", {})
+
+
+def _optimizer_from_arrays(arrays, network):
+    config = _json(arrays, "optimizer", None)
+    if config is None:
+        return None
+    try:
+        settings = {k: v for k, v in dict(config).items() if k != "name"}
+        optimizer = make_optimizer(config.get("name", "adam"), **settings)
+    except (ConfigError, TypeError, ValueError, AttributeError) as e:
+        raise ModelFileError(f"The saved optimizer settings are invalid: {e}") from None
+    state = {k[len("optimizer_"):]: v for k, v in arrays.items() if k.startswith("optimizer_")}
+    for key, value in state.items():
+        if key == "t":
+            if value.shape != () or value.dtype.kind not in "iu" or value < 0:
+                raise ModelFileError("The optimizer's step counter is invalid.")
+        elif value.shape != network.params.shape or value.dtype != network.dtype or not np.isfinite(value).all():
+            raise ModelFileError(f"The optimizer's '{key}' does not match the network's parameters.")
+    optimizer.load_state(state, network.params.size, network.dtype)
+    return optimizer
