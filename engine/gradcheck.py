@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .layers import LEAKY_SLOPE, softmax
 from .network import Network
 
 # Verdicts on the usual scale (CS231n): kinks of ReLU explain errors up to ~1e-4.
@@ -101,6 +102,8 @@ def gradient_check(network, x, y, eps=1e-5, entries_per_layer=None, keep_prob=1.
         masks = [(rng.random((len(x), w)) < keep_prob) / keep_prob for w in net.sizes[1:-1]]
     fp = net.forward(x, masks=masks or [None] * (net.num_layers - 1))
     net.backward(fp, y, fault)
+    fp.pre_activations = [net._affine(a, i) for i, a in enumerate(fp.inputs[:-1])]
+    logits = net._affine(fp.inputs[-1], net.num_layers - 1)
 
     plan = []  # (name, layer index, param array, grad array, flat entries to check)
     for layer, (w, b, gw, gb) in enumerate(zip(net.weights, net.biases, net.weight_grads, net.bias_grads)):
@@ -119,7 +122,7 @@ def gradient_check(network, x, y, eps=1e-5, entries_per_layer=None, keep_prob=1.
         chunk = max(1, CHUNK_FLOATS // (len(x) * max(net.sizes[layer + 1:])))
         for start in range(0, len(entries), chunk):
             part = entries[start:start + chunk]
-            numeric[start:start + len(part)] = _numeric_slopes(net, fp, masks, labels, layer,
+            numeric[start:start + len(part)] = _numeric_slopes(net, fp, logits, masks, labels, layer,
                                                                name[0] == "b", part, eps)
             done += len(part)
             if on_progress is not None:
@@ -133,37 +136,59 @@ def gradient_check(network, x, y, eps=1e-5, entries_per_layer=None, keep_prob=1.
     return result
 
 
-def _numeric_slopes(net, fp, masks, labels, layer, is_bias, entries, eps):
-    """Central differences for several entries of one parameter array, batched."""
+def _numeric_slopes(net, fp, logits, masks, labels, layer, is_bias, entries, eps):
+    """Central differences for several entries of one parameter array, batched.
+
+    L(w+e) - L(w-e) is taken as [L(w+e) - L(w)] - [L(w-e) - L(w)], each change propagated
+    forward as a difference (no subtraction of two nearly equal losses), so the numeric slope
+    stays accurate even where the gradient is tiny.
+    """
     a_in = fp.inputs[layer]
-    z = a_in @ net.weights[layer]
-    if net.biases[layer] is not None:
-        z += net.biases[layer]
-    fan_out = z.shape[1]
-    rows, cols = (None, entries) if is_bias else np.divmod(entries, fan_out)
-    # How each entry's nudge moves its output column, per sample: (k, n)
-    nudge = np.full((len(entries), len(a_in)), eps) if is_bias else eps * a_in[:, rows].T
-    k = np.arange(len(entries))
-    losses = []
-    for sign in (1.0, -1.0):
-        zk = np.repeat(z[None], len(entries), axis=0)  # (k, n, fan_out)
-        zk[k, :, cols] += sign * nudge
-        losses.append(_loss_from(net, zk, layer, masks, labels))
-    return (losses[0] - losses[1]) / (2 * eps)
+    fan_out = net.sizes[layer + 1]
+    cols = entries if is_bias else entries % fan_out
+    # Nudging entry (row, col) moves only column `col` of this layer's pre-activation: (k, n)
+    nudge = np.full((len(entries), len(a_in)), eps) if is_bias else eps * a_in[:, entries // fan_out].T
+    changes = [_loss_change(net, fp, logits, sign * nudge, cols, layer, masks, labels) for sign in (1.0, -1.0)]
+    return (changes[0] - changes[1]) / (2 * eps)
 
 
-def _loss_from(net, z, layer, masks, labels):
-    """Mean cross-entropy per perturbed copy, recomputing the layers after `layer`. z: (k, n, w)."""
-    k, n, _ = z.shape
-    for i in range(layer, net.num_layers - 1):
-        h = net._act(z)
-        if masks is not None and masks[i] is not None:
-            h = h * masks[i]
-        z = h.reshape(k * n, -1) @ net.weights[i + 1]
-        if net.biases[i + 1] is not None:
-            z += net.biases[i + 1]
-        z = z.reshape(k, n, -1)
-    # Log-softmax directly (no log of a rounded probability): keeps L+ - L- precise.
-    z = z - z.max(axis=2, keepdims=True)
-    log_norm = np.log(np.exp(z).sum(axis=2))
-    return (log_norm - z[:, np.arange(n), labels]).mean(axis=1)
+def activation_change(name, z, dz):
+    """act(z + dz) - act(z), written so that no two nearly equal numbers are subtracted."""
+    if name in ("relu", "leaky_relu"):
+        slope = 0.0 if name == "relu" else LEAKY_SLOPE
+        moved = z + dz
+        same_side = (z > 0) == (moved > 0)
+        exact = np.where(z > 0, dz, slope * dz)  # linear piece: the change is slope * dz
+        crossed = np.where(moved > 0, moved, slope * moved) - np.where(z > 0, z, slope * z)
+        return np.where(same_side, exact, crossed)
+    if name == "tanh":  # tanh(a+d) - tanh(a) = tanh(d) (1 - tanh(a) tanh(a+d))
+        return np.tanh(dz) * (1 - np.tanh(z) * np.tanh(z + dz))
+    if name == "sigmoid":  # sigmoid(x) = (1 + tanh(x/2)) / 2
+        return 0.5 * activation_change("tanh", z / 2, dz / 2)
+    raise ValueError(name)
+
+
+def _loss_change(net, fp, logits, dz_col, cols, layer, masks, labels):
+    """Change of the mean cross-entropy when column cols[k] of layer `layer`'s pre-activation
+    moves by dz_col[k] (one perturbed copy of the batch per k)."""
+    k, n = dz_col.shape
+    samples = np.arange(n)
+    if layer == net.num_layers - 1:  # the output layer itself: one logit column moves
+        dz = np.zeros((k, n, net.sizes[-1]))
+        dz[np.arange(k), :, cols] = dz_col
+    else:
+        # First hidden layer after the nudge: only one unit changes, so its effect on the
+        # next layer is an outer product with that unit's outgoing weights.
+        dh = activation_change(net.activation, fp.pre_activations[layer][:, cols].T, dz_col)
+        if masks is not None and masks[layer] is not None:
+            dh *= masks[layer][:, cols].T
+        dz = dh[:, :, None] * net.weights[layer + 1][cols][:, None, :]  # biases cancel
+        for i in range(layer + 1, net.num_layers - 1):
+            dh = activation_change(net.activation, fp.pre_activations[i], dz)
+            if masks is not None and masks[i] is not None:
+                dh *= masks[i]
+            dz = (dh.reshape(k * n, -1) @ net.weights[i + 1]).reshape(k, n, -1)
+    # Cross-entropy change per sample: log(sum p exp(dz)) - dz_label, via log1p/expm1 (no cancellation).
+    p = softmax(logits)
+    change = np.log1p((p * np.expm1(dz)).sum(axis=2)) - dz[:, samples, labels]
+    return change.mean(axis=1)

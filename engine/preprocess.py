@@ -1,0 +1,237 @@
+"""Turn a drawing or a photo of a digit into an MNIST-like 28x28 image.
+
+MNIST's own recipe: crop to the ink, scale the longer side to 20 px keeping
+the aspect ratio (anti-aliased, so grey levels appear), place it in a 28x28
+field and shift it so its centre of mass sits at the centre. A network trained
+on MNIST misreads a digit drawn in a corner unless it goes through the same
+steps, so `prepare_digit` does exactly that and keeps each step for display.
+"""
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from engine.errors import EngineError
+
+SIDE = 28
+BOX = 20                      # MNIST fits each digit into a 20x20 box
+MAX_SIDE = 4096
+MAX_PIXELS = 20_000_000
+INK_THRESHOLD = 0.1           # fraction of the strongest ink that counts as ink
+MIN_CONTRAST = 0.05           # below this the image is treated as blank
+RESAMPLE = Image.Resampling.LANCZOS
+
+
+class ImageError(EngineError):
+    """An image could not be read (not an image, damaged, too large, wrong shape)."""
+
+
+@dataclass
+class DigitPreparation:
+    """The result of `prepare_digit`.
+
+    digit: 28x28 float32 in [0, 1], ink high; None when nothing was found.
+    steps: (title, 2-D image) pairs in order, for showing the pipeline; the
+        full-size steps are uint8 (to keep memory low), the small ones float32.
+    inverted: True when dark ink on a light background was inverted.
+    reason: why `digit` is None ("" otherwise).
+    """
+
+    digit: np.ndarray = None
+    steps: list = field(default_factory=list)
+    inverted: bool = False
+    reason: str = ""
+
+    @property
+    def is_blank(self):
+        """True when no digit was found."""
+        return self.digit is None
+
+
+def prepare_digit(image):
+    """Prepare a canvas drawing or photo for an MNIST network.
+
+    `image` is a NumPy array (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA,
+    uint8 or float in [0, 1], or the bytes of an image file (PNG, JPEG...).
+    Raises ImageError when the input is not a usable image.
+    """
+    grey = to_grey(image)
+    steps = [("grey", _as_uint8(grey))]
+    if grey.size == 0 or np.ptp(grey) < MIN_CONTRAST:
+        return DigitPreparation(None, steps, False, _blank_reason(grey))
+
+    inverted = _background_level(grey) > 0.5
+    if inverted:  # dark ink on light paper: MNIST wants light ink on black
+        grey = 1.0 - grey
+        steps.append(("inverted", _as_uint8(grey)))
+
+    ink = np.clip(grey - _background_level(grey), 0, None)
+    if ink.max() < MIN_CONTRAST:
+        reason = "No ink found: the image has no marks that stand out from the background."
+        return DigitPreparation(None, steps, inverted, reason)
+
+    cropped = _crop_to_ink(ink)
+    steps.append(("cropped", cropped))
+    scaled = _scale_to_box(cropped, BOX)
+    steps.append((f"scaled to {BOX} px", scaled))
+    if scaled.max() <= 0:  # only possible for a speck that resampling wiped out
+        reason = "No ink found: the marks are too faint or too small."
+        return DigitPreparation(None, steps, inverted, reason)
+    digit = _centre_by_mass(scaled, SIDE)
+    digit /= digit.max()
+    steps.append((f"centred {SIDE}x{SIDE}", digit))
+    return DigitPreparation(digit, steps, inverted, "")
+
+
+# ---------------------------------------------------------------- reading input
+
+def to_grey(image):
+    """Convert bytes or an array to a 2-D float32 grey image in [0, 1]."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        image = decode_image(bytes(image))
+    try:
+        array = np.asarray(image)
+    except Exception as exc:  # ragged lists and other oddities
+        raise ImageError(f"Cannot read this as an image array ({exc}).") from exc
+    pixels = _check_array(array)
+    if pixels.ndim == 2:
+        return pixels
+    channels = pixels.shape[2]
+    if channels in (2, 4):
+        pixels = _composite_alpha(pixels[..., :-1], pixels[..., -1])
+    if pixels.shape[2] == 3:
+        # ITU-R 601 luma, the same weights as Pillow's convert("L").
+        return (pixels @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.float32)
+    return pixels[..., 0]
+
+
+def decode_image(data):
+    """Decode image file bytes with Pillow into an array (L, LA, RGB or RGBA)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            # Image.open reads only the header: refuse huge images before decoding.
+            _check_size(im.height, im.width)
+            if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+                im = im.convert("RGBA")
+            elif im.mode != "L":
+                im = im.convert("RGB")
+            return np.array(im)
+    except ImageError:
+        raise
+    except Exception as exc:  # Pillow's decoders raise many types on bad input
+        raise ImageError(
+            f"This file is not a readable image ({type(exc).__name__}: {exc}). "
+            "Upload a PNG or JPEG."
+        ) from exc
+
+
+def _check_size(height, width):
+    if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_PIXELS:
+        raise ImageError(
+            f"The image is {width}x{height} pixels, larger than the limit of "
+            f"{MAX_SIDE}x{MAX_SIDE} and {MAX_PIXELS // 1_000_000} megapixels: "
+            "crop or shrink it first."
+        )
+
+
+def _check_array(array):
+    """Validate shape and dtype; return float32 pixels in [0, 1]."""
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+        raise ImageError(
+            f"An image array must be (H, W), (H, W, 3) or (H, W, 4); got shape {array.shape}."
+        )
+    _check_size(array.shape[0], array.shape[1])
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if array.dtype.kind in "iu":
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ImageError("Integer image values must be in 0-255.")
+        return array.astype(np.float32) / 255
+    if array.dtype.kind == "f":
+        if array.size and not np.isfinite(array).all():
+            raise ImageError("The image contains NaN or infinite values.")
+        if array.size and (array.min() < 0 or array.max() > 1):
+            raise ImageError("Float image values must be in [0, 1] (use uint8 for 0-255).")
+        return array.astype(np.float32)
+    raise ImageError(f"Image arrays must be uint8 or float in [0, 1], not {array.dtype}.")
+
+
+def _composite_alpha(colour, alpha):
+    """Flatten a transparent image onto a background that contrasts with its ink.
+
+    A canvas with an opaque background has constant alpha: then alpha carries
+    no information and the colour is used as is. Otherwise the image is
+    composited over black, unless its opaque parts are dark (dark ink on a
+    transparent background), in which case over white.
+    """
+    if colour.shape[2] == 1:
+        colour = np.repeat(colour, 3, axis=2)
+    if alpha.size == 0 or np.ptp(alpha) == 0:
+        return colour
+    opaque = alpha > 0.5
+    dark_ink = opaque.any() and colour[opaque].mean() < 0.5
+    background = 1.0 if dark_ink else 0.0
+    a = alpha[..., None]
+    return colour * a + background * (1 - a)
+
+
+def _as_uint8(grey):
+    return (np.clip(grey, 0, 1) * 255).round().astype(np.uint8)
+
+
+def _blank_reason(grey):
+    if grey.size == 0:
+        return "The image is empty (0 pixels)."
+    if grey.size == 1:
+        return "The image is a single pixel: there is no digit to read."
+    if grey.mean() < 0.5:
+        return "The canvas is empty: draw a digit."
+    return "The image is blank (a single light colour): there is no digit to read."
+
+
+# ---------------------------------------------------------------- MNIST recipe
+
+def _background_level(grey):
+    """Median brightness of the border, where the background usually is."""
+    if min(grey.shape) < 3:
+        return float(np.median(grey))
+    border = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+    return float(np.median(border))
+
+
+def _crop_to_ink(ink):
+    """Crop to the bounding box of the ink; faint specks below the threshold go."""
+    ink = np.where(ink > INK_THRESHOLD * ink.max(), ink, 0).astype(np.float32)
+    rows = np.flatnonzero(ink.any(axis=1))
+    cols = np.flatnonzero(ink.any(axis=0))
+    return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def _scale_to_box(image, box):
+    """Resize so the longer side is `box` px, keeping the aspect ratio."""
+    h, w = image.shape
+    factor = box / max(h, w)
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))  # Pillow: (w, h)
+    resized = Image.fromarray(np.ascontiguousarray(image, np.float32)).resize(size, RESAMPLE)
+    # Lanczos overshoots a little around sharp edges; ink cannot be negative.
+    return np.clip(np.asarray(resized, dtype=np.float32), 0, None)
+
+
+def _centre_by_mass(image, side):
+    """Place `image` in a side x side field with its centre of mass at (side/2, side/2).
+
+    The shift is an integer number of pixels, limited so no ink leaves the field.
+    """
+    h, w = image.shape
+    ys, xs = np.indices(image.shape)
+    mass = image.sum()
+    cy, cx = (ys * image).sum() / mass, (xs * image).sum() / mass
+    top = int(np.clip(round(side / 2 - cy), 0, side - h))
+    left = int(np.clip(round(side / 2 - cx), 0, side - w))
+    out = np.zeros((side, side), np.float32)
+    out[top:top + h, left:left + w] = image
+    return out
