@@ -1,0 +1,63 @@
+"""Digit Lab — Home. Run with `streamlit run app.py`."""
+import math
+
+import streamlit as st
+
+from engine.errors import DatasetError
+from ui.datasets import NO_DATA_HELP, dataset_summary, retry, save_upload
+from ui.frame import page_setup
+
+lab, dataset, error = page_setup("Home", "🏠")
+
+st.title("🔢 Digit Lab")
+st.markdown(
+    "Build a feed-forward neural network, train it on handwritten digits while you watch it "
+    "learn, **prove its backpropagation right** with gradient checks, then test it on random "
+    "test digits or on a digit you draw. Everything runs on a small engine written from "
+    "scratch in NumPy — no deep-learning framework in the loop."
+)
+
+cols = st.columns(4)
+cols[0].page_link("pages/1_Build.py", label="**1 · Build** a network", icon="🏗️")
+cols[1].page_link("pages/2_Train.py", label="**2 · Train** it live", icon="📈")
+cols[2].page_link("pages/3_Gradient_check.py", label="**3 · Check** its gradients", icon="🧮")
+cols[3].page_link("pages/4_Predict.py", label="**4 · Predict** and draw", icon="✏️")
+
+st.subheader("Dataset")
+if dataset is not None:
+    facts = dataset_summary(dataset)
+    st.success(f"**{facts['name']}** — {facts['n_train']:,} training and {facts['n_test']:,} test images.  \n"
+               f"Source: `{facts['source']}`")
+else:
+    st.error(f"No dataset could be loaded. {error}")
+    st.markdown(NO_DATA_HELP)
+
+with st.expander("Use other data", expanded=dataset is None):
+    path = st.text_input("Path to a Keras-format .npz or a folder of MNIST IDX files",
+                         value=lab.dataset_path or "", key="dataset_path_input",
+                         placeholder="/data/mnist.npz")
+    kind = st.radio("Dataset kind", ["mnist", "fashion-mnist"], horizontal=True,
+                    index=0 if "fashion" not in lab.dataset_name else 1, key="dataset_kind")
+    if st.button("Use this path", key="use_path"):
+        lab.dataset_path, lab.dataset_name = (path.strip() or None), kind
+        retry()
+        st.rerun()
+    upload = st.file_uploader("…or upload a Keras-format .npz", type=["npz"], key="dataset_upload")
+    if upload is not None and st.button("Use the uploaded file", key="use_upload"):
+        try:
+            lab.dataset_path, lab.dataset_name = save_upload(upload.getvalue(), kind), kind
+            st.rerun()
+        except DatasetError as bad:
+            st.error(f"That file cannot be used: {bad}")
+
+st.subheader("Your network")
+if lab.network is None:
+    st.info("No network yet. Start on **Build** — try the *Recommended* preset.")
+else:
+    acc = lab.test_accuracy
+    st.markdown(f"`{lab.network.describe()}` · {lab.network.parameter_count:,} parameters · "
+                f"{lab.network.epochs_trained} epochs trained · test accuracy "
+                f"**{'not measured' if math.isnan(acc) else f'{acc:.2%}'}**")
+
+st.caption("More: **Evaluate** (confusion matrix, mistakes, weights), **Compare** (the same network "
+           "in Keras), **Data**, **Models** (save/load), **Environment** — in the sidebar.")

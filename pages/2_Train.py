@@ -1,0 +1,126 @@
+"""Train: optimizer and schedule, Start/Pause/Resume/Stop, live progress and curves."""
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ui.charts import runs_overlay, training_curves
+from ui.frame import page_setup, require_dataset, require_network
+from ui.runs import FINISHED_LABELS, describe_differences, record_finished_run, start_run
+from ui.settings import bind, remember
+
+lab, dataset, error = page_setup("Train", "📈")
+st.title("📈 Train")
+require_network(lab)
+require_dataset(dataset, error)
+
+bind(lab, "train", "t_")
+with st.expander("Settings", expanded=not lab.training and lab.job is None):
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        st.radio("Optimizer", ["adam", "sgd"], horizontal=True, key="t_optimizer")
+        st.number_input("Learning rate", min_value=0.0, format="%.5f", step=0.0005, key="t_lr")
+        if st.session_state["t_optimizer"] == "adam":
+            st.number_input("β1", min_value=0.0, max_value=0.9999, format="%.4f", key="t_beta1")
+            st.number_input("β2", min_value=0.0, max_value=0.99999, format="%.5f", key="t_beta2")
+            st.number_input("ε", min_value=0.0, format="%.1e", key="t_eps")
+        else:
+            st.number_input("Momentum", min_value=0.0, max_value=0.999, key="t_momentum")
+        st.number_input("L2 weight decay", min_value=0.0, format="%.5f", step=0.0001, key="t_weight_decay")
+    with c2:
+        st.number_input("Batch size", min_value=0, step=10, key="t_batch_size")
+        st.number_input("Epochs", min_value=0, step=1, key="t_epochs")
+        st.number_input("Validation split", min_value=0.0, max_value=1.0, step=0.05, key="t_validation_split")
+        st.number_input("Early stopping patience (epochs, 0 = off)", min_value=0, step=1, key="t_early_stopping")
+    with c3:
+        st.selectbox("Learning-rate schedule", ["constant", "step", "cosine"], key="t_schedule")
+        st.number_input("Warm-up epochs", min_value=0.0, step=0.5, key="t_warmup")
+        st.number_input("Max-norm on hidden weights (0 = off)", min_value=0.0, step=0.5, key="t_max_norm")
+        st.checkbox("Augment (shift ±2 px, rotate ±10°, scale ±10%)", key="t_augment")
+remember(lab, "train", "t_")
+
+if lab.train_settings["augment"] and not lab.training:
+    with st.expander("What the network is shown with augmentation"):
+        from engine.augment import AugmentConfig, augment_batch
+        originals = dataset.x_train[:8].reshape(8, -1).astype(np.float32) / 255
+        shown = augment_batch(originals, AugmentConfig(), np.random.default_rng(len(lab.runs)))
+        st.image([img.reshape(28, 28) for img in np.concatenate([originals, shown])], width=56,
+                 caption=["original"] * 8 + ["augmented"] * 8)
+
+
+def on_start():
+    lab.train_error = start_run(lab, dataset, keep_state=st.session_state.get("t_continue", True))
+
+
+def on_pause():
+    lab.job.pause()
+
+
+def on_resume():
+    lab.job.resume()
+
+
+def on_stop():
+    lab.job.stop()
+
+
+controls = st.columns([1, 1, 1, 3])
+if lab.training:
+    if lab.job.paused:
+        controls[0].button("▶️ Resume", key="resume", on_click=on_resume, type="primary")
+    else:
+        controls[0].button("⏸️ Pause", key="pause", on_click=on_pause)
+    controls[1].button("⏹️ Stop", key="stop", on_click=on_stop)
+else:
+    controls[0].button("▶️ Start training", key="start", on_click=on_start, type="primary")
+    if lab.optimizer is not None:
+        controls[1].checkbox("Continue optimizer state", value=True, key="t_continue",
+                             help="Keep Adam's moments and step count: the curves continue.")
+if getattr(lab, "train_error", None):
+    st.error(lab.train_error)
+    lab.train_error = None
+
+
+@st.fragment(run_every=0.5 if lab.training else None)
+def live_progress():
+    """Redrawn twice a second while training: bars, curves, table (one chart per run)."""
+    job = lab.job
+    if job is None:
+        st.info("Press **Start training**. Training goes on if you visit other pages.")
+        return
+    p = job.progress()
+    eta = "–" if math.isnan(p.eta) else f"{p.eta:.0f} s"
+    st.progress(min(p.run_fraction, 1.0),
+                text=f"Run: {p.run_fraction:.0%} · epoch {max(p.run_epoch, 1)}/{p.epochs} · "
+                     f"{p.elapsed:.1f} s elapsed · ETA {eta}")
+    st.progress(min(p.epoch_fraction, 1.0),
+                text=f"Epoch: batch {p.batch}/{p.batches} · {p.samples_per_sec:,.0f} samples/s · lr {p.lr:.2e}")
+    if job.active:
+        (st.warning if p.status in ("queued", "paused") else st.info)(p.message)
+    else:
+        label = FINISHED_LABELS.get(p.status, p.status)
+        (st.error if p.status in ("diverged", "failed") else st.success)(f"{label}: {p.message}")
+        if not math.isnan(p.test_accuracy):
+            st.metric("Test accuracy", f"{p.test_accuracy:.2%}")
+    if p.batch_steps:
+        st.plotly_chart(training_curves(p.batch_steps, p.batch_loss, p.batch_accuracy, p.epochs_table),
+                        key="live_curves", width="stretch")
+    if p.epochs_table:
+        table = pd.DataFrame(p.epochs_table)[["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]]
+        st.dataframe(table, hide_index=True, width="stretch",
+                     column_config={"seconds": st.column_config.NumberColumn(format="%.2f")})
+    if not job.active and record_finished_run(lab):
+        st.rerun()  # the run ended: refresh the whole page (buttons, sidebar)
+
+
+live_progress()
+
+if len(lab.runs) >= 2:
+    st.subheader("Compare runs")
+    names = describe_differences(lab.runs)
+    chosen = st.multiselect("Runs", names, default=names[-2:], key="overlay_runs")
+    metric = st.selectbox("Metric", ["val_accuracy", "accuracy", "val_loss", "loss"], key="overlay_metric")
+    picked = [dict(run, name=name) for run, name in zip(lab.runs, names) if name in chosen]
+    if picked:
+        st.plotly_chart(runs_overlay(picked, metric), key="runs_overlay", width="stretch")

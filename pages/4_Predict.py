@@ -1,0 +1,102 @@
+"""Predict: random test digits, a digit drawn with the mouse, or an uploaded photo."""
+import numpy as np
+import streamlit as st
+
+from engine.evaluate import predict_proba
+from engine.preprocess import ImageError, prepare_digit
+from ui.charts import probability_bars
+from ui.frame import page_setup, require_dataset, require_network
+
+lab, dataset, error = page_setup("Predict", "✏️")
+st.title("✏️ Predict")
+require_network(lab)
+require_dataset(dataset, error)
+net = lab.network
+names = dataset.class_names
+if lab.training:
+    st.caption("Training is going on: predictions use the weights as they are right now.")
+
+
+def show_prepared(prepared, where):
+    """The pipeline's steps, the prediction and its probabilities, or a hint when blank."""
+    if prepared.digit is None:
+        st.info(f"{prepared.reason} — draw (or upload) a digit to get a prediction.")
+        return None
+    steps = prepared.steps[-3:]
+    st.image([img if img.dtype == np.uint8 else np.clip(img, 0, 1) for _, img in steps],
+             caption=[title for title, _ in steps], width=84)
+    probabilities = predict_proba(net, prepared.digit.reshape(1, -1))[0]
+    digit = int(probabilities.argmax())
+    st.markdown(f"### Prediction: {names[digit]}")
+    st.caption(f"confidence {probabilities[digit]:.1%}" + (" · inverted (dark ink on light)" if prepared.inverted else ""))
+    st.plotly_chart(probability_bars(probabilities, names), key=f"bars_{where}", width="stretch")
+    return prepared.digit
+
+
+tab_random, tab_draw, tab_upload = st.tabs(["🎲 Random test digits", "✏️ Draw", "📷 Upload a photo"])
+
+with tab_random:
+    c1, c2, c3 = st.columns([1, 1, 2])
+    if c1.button("New sample", key="new_sample"):
+        st.session_state["sample_seed"] = st.session_state.get("sample_seed", 0) + 1
+    only_mistakes = c2.toggle("Only mistakes", key="only_mistakes")
+    count = c3.select_slider("How many", [8, 16, 24, 32], value=16, key="sample_count")
+    rng = np.random.default_rng(st.session_state.get("sample_seed", 0))
+    probabilities = predict_proba(net, dataset.x_test)  # whole test set: fast, and mistakes need it
+    predicted = probabilities.argmax(axis=1)
+    pool = np.flatnonzero(predicted != dataset.y_test) if only_mistakes else np.arange(len(dataset.y_test))
+    if len(pool) == 0:
+        st.success("No mistakes on the test set!")
+    else:
+        chosen = rng.choice(pool, size=min(count, len(pool)), replace=False)
+        st.caption(f"Test accuracy {np.mean(predicted == dataset.y_test):.2%} · "
+                   f"{np.sum(predicted != dataset.y_test):,} mistakes of {len(pool) if not only_mistakes else len(dataset.y_test):,}")
+        cols = st.columns(8)
+        for i, idx in enumerate(chosen):
+            p, t = int(predicted[idx]), int(dataset.y_test[idx])
+            with cols[i % 8]:
+                st.image(dataset.x_test[idx], width=64)
+                mark = "✅" if p == t else "❌"
+                colour = "green" if p == t else "red"
+                st.markdown(f":{colour}[{mark} **{names[p]}**] ({probabilities[idx, p]:.0%})  \ntrue {names[t]}")
+        pick = st.selectbox("Probabilities of", [f"#{i + 1} (test image {idx})" for i, idx in enumerate(chosen)],
+                            key="pick_digit")
+        idx = chosen[int(pick.split()[0][1:]) - 1]
+        left, right = st.columns([1, 3])
+        left.image(dataset.x_test[idx], width=140, caption=f"true {names[int(dataset.y_test[idx])]}")
+        with right:
+            st.plotly_chart(probability_bars(probabilities[idx], names, int(dataset.y_test[idx])),
+                            key="bars_random", width="stretch")
+
+with tab_draw:
+    from streamlit_drawable_canvas import st_canvas  # only inside a running app (see STACK.md)
+    left, right = st.columns([1, 1])
+    with left:
+        stroke = st.slider("Stroke width", 8, 40, 20, key="stroke_width")
+        canvas = st_canvas(stroke_width=stroke, stroke_color="#FFFFFF", background_color="#000000",
+                           height=280, width=280, drawing_mode="freedraw", update_streamlit=True,
+                           return_image_data=True, key=f"canvas_{lab.canvas_generation}")
+        if st.button("Clear", key="clear_canvas"):
+            lab.canvas_generation += 1
+            lab.last_drawn = None
+            st.rerun()
+    with right:
+        image = canvas.image_data
+        if image is None:
+            st.info("Draw a digit on the black square (white ink) — the prediction appears here.")
+        else:
+            try:
+                drawn = show_prepared(prepare_digit(image), "draw")
+                if drawn is not None:
+                    lab.last_drawn = drawn
+            except ImageError as bad:
+                st.error(str(bad))
+
+with tab_upload:
+    upload = st.file_uploader("A photo or scan of one digit (dark ink on light paper is fine)",
+                              type=["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"], key="digit_upload")
+    if upload is not None:
+        try:
+            show_prepared(prepare_digit(upload.getvalue()), "upload")
+        except ImageError as bad:
+            st.error(f"That file cannot be used: {bad}")

@@ -1,0 +1,138 @@
+"""Plotly figures used by the pages (pure functions of data: easy to cache and test)."""
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+MAX_NODES_DRAWN = 12
+INK = "#1f77b4"
+WRONG = "#d62728"
+
+
+def architecture_figure(sizes, activation):
+    """Layers as columns of nodes (at most 12 drawn per layer), with the sizes written below."""
+    fig = go.Figure()
+    xs = np.arange(len(sizes))
+    positions = []
+    for x, size in zip(xs, sizes):
+        shown = min(size, MAX_NODES_DRAWN)
+        ys = np.linspace(-1, 1, shown) if shown > 1 else np.array([0.0])
+        positions.append(ys)
+    for x, (a, b) in enumerate(zip(positions[:-1], positions[1:])):
+        ex, ey = [], []
+        for ya in a:
+            for yb in b:
+                ex += [x, x + 1, None]
+                ey += [ya, yb, None]
+        fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(width=0.5, color="rgba(120,120,120,0.35)"),
+                                 hoverinfo="skip", showlegend=False))
+    names = ["input"] + [f"hidden {i} ({activation})" for i in range(1, len(sizes) - 1)] + ["output (softmax)"]
+    for x, (ys, size, name) in enumerate(zip(positions, sizes, names)):
+        fig.add_trace(go.Scatter(x=[x] * len(ys), y=ys, mode="markers",
+                                 marker=dict(size=14, color=INK if 0 < x < len(sizes) - 1 else "#555"),
+                                 name=name, hovertext=f"{name}: {size} units", hoverinfo="text",
+                                 showlegend=False))
+        label = f"{size:,}" + (" …" if size > MAX_NODES_DRAWN else "")
+        fig.add_annotation(x=x, y=-1.25, text=f"<b>{label}</b><br>{name}", showarrow=False, font=dict(size=11))
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=50), plot_bgcolor="white",
+                      xaxis=dict(visible=False), yaxis=dict(visible=False, range=[-1.6, 1.2]))
+    return fig
+
+
+def training_curves(steps, loss, accuracy, epochs_table):
+    """Loss and accuracy: smoothed per batch (lines) and per epoch train vs validation (markers)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
+    fig.add_trace(go.Scatter(x=steps, y=loss, mode="lines", name="loss (per batch, smoothed)",
+                             line=dict(color=INK, width=1.5)), row=1, col=1)
+    fig.add_trace(go.Scatter(x=steps, y=accuracy, mode="lines", name="accuracy (running, per batch)",
+                             line=dict(color="#2ca02c", width=1.5)), row=1, col=2)
+    if epochs_table:
+        ep = [r["epoch"] for r in epochs_table]
+        for key, col, color, dash in (("loss", 1, INK, None), ("val_loss", 1, "#ff7f0e", "dot"),
+                                      ("accuracy", 2, "#2ca02c", None), ("val_accuracy", 2, "#9467bd", "dot")):
+            values = [r[key] for r in epochs_table]
+            if all(v is None or (isinstance(v, float) and np.isnan(v)) for v in values):
+                continue
+            fig.add_trace(go.Scatter(x=ep, y=values, mode="lines+markers", name=f"{key} (epoch)",
+                                     line=dict(color=color, dash=dash)), row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def runs_overlay(runs, metric="val_accuracy"):
+    """Per-epoch curves of several runs, one line each, named by what differs."""
+    fig = go.Figure()
+    for run in runs:
+        rows = run["history"]
+        fig.add_trace(go.Scatter(x=[r["epoch"] for r in rows], y=[r.get(metric) for r in rows],
+                                 mode="lines+markers", name=run["name"]))
+    fig.update_layout(height=340, xaxis_title="epoch", yaxis_title=metric,
+                      margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def probability_bars(probabilities, class_names=None, true_label=None):
+    """Bar chart of class probabilities; the predicted bar in blue, a wrong one's truth in red."""
+    k = len(probabilities)
+    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    predicted = int(np.argmax(probabilities))
+    colors = ["#c7c7c7"] * k
+    if true_label is not None and true_label != predicted:
+        colors[int(true_label)] = WRONG
+    colors[predicted] = INK
+    fig = go.Figure(go.Bar(x=names, y=probabilities, marker_color=colors,
+                           text=[f"{p:.0%}" if p >= 0.01 else "" for p in probabilities], textposition="outside"))
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), yaxis=dict(range=[0, 1.15], title="probability"),
+                      xaxis=dict(type="category"))
+    return fig
+
+
+def error_heatmap(errors, title):
+    """log10 relative error of each checked entry of one parameter array."""
+    errors = np.atleast_2d(errors)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.log10(np.where(errors > 0, errors, np.nan))
+    fig = go.Figure(go.Heatmap(z=z, colorscale="Viridis", colorbar=dict(title="log10 rel. error"),
+                               hovertemplate="row %{y}, col %{x}: 10^%{z:.1f}<extra></extra>"))
+    fig.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=40, b=10),
+                      yaxis=dict(autorange="reversed"))
+    return fig
+
+
+def error_histogram(layers):
+    """Distribution of log10 relative errors, one trace per parameter array."""
+    fig = go.Figure()
+    for layer in layers:
+        e = layer.errors[np.isfinite(layer.errors)]
+        e = e[e > 0]
+        if len(e):
+            fig.add_trace(go.Histogram(x=np.log10(e), name=layer.name, opacity=0.7, nbinsx=40))
+    fig.update_layout(barmode="overlay", height=320, xaxis_title="log10 relative error",
+                      yaxis_title="entries", margin=dict(l=10, r=10, t=20, b=10))
+    return fig
+
+
+def confusion_figure(confusion, class_names):
+    """Confusion matrix heatmap (rows: true class, columns: predicted)."""
+    names = [str(c) for c in class_names]
+    fig = go.Figure(go.Heatmap(z=confusion, x=names, y=names, colorscale="Blues", text=confusion,
+                               texttemplate="%{text}", hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    fig.update_layout(height=480, xaxis_title="predicted", yaxis_title="true", xaxis=dict(type="category"),
+                      yaxis=dict(type="category", autorange="reversed"), margin=dict(l=10, r=10, t=20, b=10))
+    return fig
+
+
+def image_grid(images, ncols, titles=None, height_per_row=110):
+    """A grid of grey images (e.g. first-layer weights or mean digits) as one figure."""
+    n = len(images)
+    nrows = max(1, -(-n // ncols))
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=titles, horizontal_spacing=0.01,
+                        vertical_spacing=0.04 if nrows > 1 else 0.0)
+    for i, img in enumerate(images):
+        fig.add_trace(go.Heatmap(z=img, colorscale="RdBu", zmid=0 if img.min() < 0 else None,
+                                 showscale=False, hoverinfo="skip"), row=i // ncols + 1, col=i % ncols + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(height=nrows * height_per_row + 40, margin=dict(l=5, r=5, t=30, b=5))
+    return fig

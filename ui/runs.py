@@ -1,0 +1,97 @@
+"""Starting a training run from the settings, and recording it when it ends."""
+import math
+
+from engine.augment import AugmentConfig
+from engine.errors import ConfigError, EngineError
+from engine.memory import check_memory
+from engine.optimizers import make_optimizer
+from engine.schedules import Schedule
+from engine.trainer import TrainConfig
+from ui.training import TrainingJob, session_checker
+
+FINISHED_LABELS = {"completed": "✅ Completed", "stopped": "⏹️ Stopped", "diverged": "⚠️ Diverged",
+                   "early_stopped": "✅ Early-stopped", "failed": "❌ Failed"}
+
+
+def build_config(build, train, n_samples):
+    """TrainConfig from the Build and Train settings; ConfigError names what is wrong."""
+    def number(name, value, kind=float):
+        try:
+            v = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {value!r}.") from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}.")
+        return v
+    schedule = Schedule(kind=train["schedule"], warmup_epochs=number("Warm-up epochs", train["warmup"]),
+                        step_epochs=max(1.0, number("Epochs", train["epochs"], int) / 3))
+    config = TrainConfig(
+        epochs=number("Epochs", train["epochs"], int),
+        batch_size=number("Batch size", train["batch_size"], int),
+        keep_prob=number("Dropout keep-probability", build["keep_prob"]),
+        validation_split=number("Validation split", train["validation_split"]),
+        seed=number("Seed", build["seed"], int),
+        schedule=schedule,
+        augment=AugmentConfig() if train["augment"] else None,
+        early_stopping=number("Early-stopping patience", train["early_stopping"], int),
+    )
+    config.validate(n_samples)
+    return config
+
+
+def build_optimizer(train, network, previous=None, keep_state=True):
+    """The optimizer for a run. With keep_state and the same kind as before, the run continues
+    the previous one's state (Adam's moments and step count) with the new hyper-parameters."""
+    fresh = make_optimizer(train["optimizer"], lr=train["lr"], beta1=train["beta1"], beta2=train["beta2"],
+                           eps=train["eps"], momentum=train["momentum"], weight_decay=train["weight_decay"],
+                           max_norm=train["max_norm"] or None)
+    if keep_state and previous is not None and previous.name == fresh.name:
+        fresh.load_state(previous.state(), network.params.size, network.dtype)
+    return fresh
+
+
+def start_run(lab, dataset, keep_state=True):
+    """Validate everything, then start a background run. Returns an error message or None."""
+    if lab.training:
+        return "A run is already going on."
+    build, train = lab.build_settings, lab.train_settings
+    try:
+        config = build_config(build, train, len(dataset.y_train))
+        check_memory(lab.network.sizes, config.batch_size, lab.network.dtype, lab.network.use_bias)
+        optimizer = build_optimizer(train, lab.network, lab.optimizer, keep_state)
+    except EngineError as bad:
+        return str(bad)
+    lab.optimizer = optimizer
+    settings = {**{k: build[k] for k in ("layers", "activation", "keep_prob", "use_bias", "dtype", "seed")
+                   if k in build}, **train}
+    lab.job = TrainingJob(lab.network, optimizer, dataset.x_train, dataset.y_train, dataset.x_test,
+                          dataset.y_test, config, settings=settings, session_alive=session_checker()).start()
+    lab.job.recorded = False
+    return None
+
+
+def record_finished_run(lab):
+    """Once a run has ended: keep it in the run list and update the lab's accuracy. Idempotent."""
+    job = lab.job
+    if job is None or job.active or getattr(job, "recorded", True):
+        return False
+    job.recorded = True
+    run_epochs = len(job.progress().epochs_table)
+    history = [dict(r) for r in job.network.history[-run_epochs:]] if run_epochs else []
+    lab.runs.append({"name": f"run {len(lab.runs) + 1}", "settings": dict(job.settings), "history": history,
+                     "status": job.status, "test_accuracy": job.test_accuracy})
+    if not math.isnan(job.test_accuracy):
+        lab.test_accuracy = job.test_accuracy
+    lab.version += 1
+    return True
+
+
+def describe_differences(runs):
+    """Name each run by the settings that differ between the runs (for the legend)."""
+    keys = sorted({k for r in runs for k in r["settings"]})
+    varying = [k for k in keys if len({repr(r["settings"].get(k)) for r in runs}) > 1]
+    names = []
+    for r in runs:
+        parts = [f"{k}={r['settings'].get(k)}" for k in varying[:3]]
+        names.append(f"{r['name']}: " + (", ".join(parts) if parts else "same settings"))
+    return names

@@ -1,0 +1,55 @@
+"""Settings a user chose on Build and Train, kept in the lab (plain keys survive navigation;
+widget keys do not), and the presets that fill them in."""
+import streamlit as st
+
+BUILD_DEFAULTS = {"layers": "64, 32", "activation": "relu", "keep_prob": 1.0, "use_bias": True,
+                  "seed": 0, "dtype": "float32"}
+TRAIN_DEFAULTS = {"optimizer": "adam", "lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                  "momentum": 0.9, "weight_decay": 0.0, "batch_size": 100, "epochs": 10,
+                  "validation_split": 0.1, "augment": False, "schedule": "constant", "warmup": 0.0,
+                  "max_norm": 0.0, "early_stopping": 0}
+
+
+def settings(lab, which):
+    """The lab's current build or train settings (a dict, filled with defaults)."""
+    defaults = BUILD_DEFAULTS if which == "build" else TRAIN_DEFAULTS
+    store = lab.build_settings if which == "build" else lab.train_settings
+    for key, value in defaults.items():
+        store.setdefault(key, value)
+    return store
+
+
+def bind(lab, which, prefix):
+    """Seed widget keys (prefix + name) from the lab's settings where the widget has no state yet."""
+    for key, value in settings(lab, which).items():
+        st.session_state.setdefault(prefix + key, value)
+
+
+def remember(lab, which, prefix):
+    """Copy widget values back into the lab so they survive page changes."""
+    store = settings(lab, which)
+    for key in list(store):
+        if prefix + key in st.session_state:
+            store[key] = st.session_state[prefix + key]
+
+
+def apply_preset(lab, name, build_prefix="b_", train_prefix="t_"):
+    """Fill build and train settings (and any live widgets) from an engine preset."""
+    from engine.presets import preset
+    p = preset(name)
+    build = settings(lab, "build")
+    train = settings(lab, "train")
+    build.update({
+        "layers": ", ".join(str(w) for w in p.get("hidden", [64, 32])),
+        "activation": p.get("activation", "relu"),
+        "keep_prob": float(p.get("keep_prob", 1.0)),
+        "use_bias": bool(p.get("use_bias", True)),
+        "seed": int(p.get("seed", 0)),
+        "dtype": p.get("dtype", "float32"),
+    })
+    for key in TRAIN_DEFAULTS:
+        if key in p:
+            train[key] = p[key]
+    for prefix, store in ((build_prefix, build), (train_prefix, train)):
+        for key, value in store.items():
+            st.session_state[prefix + key] = value

@@ -1,0 +1,42 @@
+"""Each browser session's lab, kept in `st.session_state` so reruns and navigation never lose it."""
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+
+@dataclass
+class Lab:
+    """Everything one user has built: the current network, its optimizer, runs and drawings."""
+    network: object = None
+    optimizer: object = None
+    build_settings: dict = field(default_factory=dict)
+    train_settings: dict = field(default_factory=dict)
+    job: object = None                   # ui.training.TrainingJob of the latest run
+    runs: list = field(default_factory=list)   # finished runs: {"name", "settings", "history"}
+    test_accuracy: float = float("nan")
+    untrained_accuracy: float = float("nan")
+    version: int = 0                     # bumped whenever the weights change (cache key)
+    last_drawn: object = None            # 28x28 float image last drawn on Predict
+    canvas_generation: int = 0           # changing the canvas key clears it
+    dataset_path: str = None             # None: MNIST_PATH, Keras cache or download
+    dataset_name: str = "mnist"
+    train_error: str = None              # message from the last Start that was refused
+
+    @property
+    def training(self):
+        return self.job is not None and self.job.active
+
+    def set_network(self, network, optimizer=None, settings=None, test_accuracy=float("nan")):
+        """Replace the current network (after Build, Load or Upload)."""
+        self.network, self.optimizer = network, optimizer
+        if settings is not None:
+            self.build_settings = settings
+        self.test_accuracy = test_accuracy
+        self.version += 1
+
+
+def get_lab():
+    """This session's Lab (created on first use)."""
+    if "lab" not in st.session_state:
+        st.session_state["lab"] = Lab()
+    return st.session_state["lab"]
