@@ -130,7 +130,8 @@ def image_grid(images, ncols, titles=None, height_per_row=110):
     fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=titles, horizontal_spacing=0.01,
                         vertical_spacing=0.04 if nrows > 1 else 0.0)
     for i, img in enumerate(images):
-        fig.add_trace(go.Heatmap(z=img, colorscale="RdBu", zmid=0 if img.min() < 0 else None,
+        signed = img.min() < 0  # weights: red/blue around 0; images: white ink on black
+        fig.add_trace(go.Heatmap(z=img, colorscale="RdBu" if signed else "gray", zmid=0 if signed else None,
                                  showscale=False, hoverinfo="skip"), row=i // ncols + 1, col=i % ncols + 1)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")

@@ -1,0 +1,92 @@
+"""Evaluate: confusion matrix, per-class accuracy, confident mistakes, weights, activations."""
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from engine.evaluate import evaluate_network, most_confident_mistakes
+from ui.charts import confusion_figure, image_grid, probability_bars
+from ui.frame import page_setup, require_dataset, require_network
+
+lab, dataset, error = page_setup("Evaluate", "🔍")
+st.title("🔍 Evaluate")
+require_network(lab)
+require_dataset(dataset, error)
+net, names = lab.network, dataset.class_names
+
+# Heavy results are computed once per network version (weights change -> version changes).
+key = (lab.version, net.epochs_trained, id(dataset))
+if getattr(lab, "evaluation_key", None) != key or lab.training:
+    lab.evaluation = evaluate_network(net, dataset.x_test, dataset.y_test)
+    lab.evaluation_key = key
+ev = lab.evaluation
+st.metric("Test accuracy", f"{ev['accuracy']:.2%}", help=f"{len(dataset.y_test):,} test images")
+
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Confusion matrix")
+    st.plotly_chart(confusion_figure(ev["confusion"], names), key="confusion", width="stretch")
+with right:
+    st.subheader("Per-class accuracy")
+    fig = go.Figure(go.Bar(x=[str(n) for n in names], y=ev["per_class_accuracy"], marker_color="#1f77b4",
+                           text=[f"{a:.0%}" for a in ev["per_class_accuracy"]], textposition="outside"))
+    fig.update_layout(height=300, yaxis=dict(range=[0, 1.1]), xaxis=dict(type="category"),
+                      margin=dict(l=10, r=10, t=10, b=10))
+    st.plotly_chart(fig, key="per_class", width="stretch")
+    st.markdown("**Digits in one cell of the matrix**")
+    c1, c2 = st.columns(2)
+    true_c = c1.selectbox("True class", range(len(names)), format_func=lambda i: str(names[i]), key="cell_true")
+    pred_c = c2.selectbox("Predicted as", range(len(names)), index=min(1, len(names) - 1),
+                          format_func=lambda i: str(names[i]), key="cell_pred")
+    cell = np.flatnonzero((dataset.y_test == true_c) & (ev["predicted"] == pred_c))
+    st.caption(f"{len(cell)} test images")
+    if len(cell):
+        st.image([dataset.x_test[i] for i in cell[:24]], width=48)
+
+st.subheader("Most confident mistakes")
+mistakes = most_confident_mistakes(ev["probabilities"], dataset.y_test, 8)
+if len(mistakes) == 0:
+    st.success("No mistakes on the test set.")
+else:
+    cols = st.columns(len(mistakes))
+    for col, i in zip(cols, mistakes):
+        p = int(ev["predicted"][i])
+        col.image(dataset.x_test[i], width=64)
+        col.markdown(f":red[**{names[p]}**] {ev['probabilities'][i, p]:.0%}  \ntrue {names[int(dataset.y_test[i])]}")
+    which = st.selectbox("Probabilities of mistake", range(len(mistakes)), format_func=lambda k: f"#{k + 1}",
+                         key="mistake_pick")
+    i = mistakes[which]
+    st.plotly_chart(probability_bars(ev["probabilities"][i], names, int(dataset.y_test[i])), key="mistake_bars",
+                    width="stretch")
+
+st.subheader("What the first layer looks for")
+w1 = net.weights[0]
+if w1.shape[0] == 784:
+    shown = min(w1.shape[1], 32)
+    st.caption(f"Incoming weights of the first {shown} of {w1.shape[1]} units, as 28x28 images (red +, blue −).")
+    images = [w1[:, j].reshape(28, 28) for j in range(shown)]
+    st.plotly_chart(image_grid(images, 8, height_per_row=100), key="weights_grid", width="stretch")
+
+st.subheader("Hidden activations, layer by layer")
+sources = ["A test digit"] + (["The digit last drawn on Predict"] if lab.last_drawn is not None else [])
+source = st.radio("Input", sources, horizontal=True, key="activation_source")
+if source == "A test digit":
+    idx = st.number_input("Test image index", 0, len(dataset.y_test) - 1, 0, key="activation_index")
+    x = dataset.x_test[idx].reshape(1, -1).astype(np.float32) / 255
+else:
+    x = lab.last_drawn.reshape(1, -1).astype(np.float32)
+c1, c2 = st.columns([1, 4])
+c1.image(x.reshape(28, 28), width=112, clamp=True)
+with c2:
+    hidden = net.hidden_activations(x)
+    if not hidden:
+        st.info("This network has no hidden layer.")
+    for k, h in enumerate(hidden, 1):
+        values = h[0]
+        fig = go.Figure(go.Heatmap(z=values.reshape(1, -1), colorscale="Viridis", showscale=False,
+                                   hovertemplate="unit %{x}: %{z:.3f}<extra></extra>"))
+        fig.update_layout(height=90, margin=dict(l=10, r=10, t=25, b=5), title=dict(
+            text=f"hidden {k}: {len(values)} units, {np.mean(values > 0):.0%} active", font=dict(size=12)),
+            yaxis=dict(visible=False))
+        st.plotly_chart(fig, key=f"activation_{k}", width="stretch")
+    probabilities = net.predict_proba(x)[0]
+    st.plotly_chart(probability_bars(probabilities, names), key="activation_output", width="stretch")
