@@ -50,6 +50,8 @@ def apply_preset(lab, name, build_prefix="b_", train_prefix="t_"):
     for key in TRAIN_DEFAULTS:
         if key in p:
             train[key] = p[key]
+    train["warmup"] = float(p.get("warmup_epochs", 0.0))
+    train["augment"] = bool(p.get("augment"))
     for prefix, store in ((build_prefix, build), (train_prefix, train)):
         for key, value in store.items():
             st.session_state[prefix + key] = value
