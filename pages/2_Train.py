@@ -77,7 +77,7 @@ else:
     if lab.optimizer is not None:
         controls[1].checkbox("Continue optimizer state", value=True, key="t_continue",
                              help="Keep Adam's moments and step count: the curves continue.")
-if getattr(lab, "train_error", None):
+if lab.train_error:
     st.error(lab.train_error)
     lab.train_error = None
 

@@ -68,7 +68,7 @@ if st.button("Run gradient check", type="primary", key="gc_run", disabled=proble
                             on_progress=report)
     lab.gradcheck = (result, time.perf_counter() - start, network.describe())
 
-result = getattr(lab, "gradcheck", None)
+result = lab.gradcheck
 if result is not None:
     result, seconds, described = result
     verdict_text = (f"**Verdict: {result.verdict}** — max relative error {result.max_relative_error:.2e} "

@@ -42,7 +42,12 @@ with tab_random:
     only_mistakes = c2.toggle("Only mistakes", key="only_mistakes")
     count = c3.select_slider("How many", [8, 16, 24, 32], value=16, key="sample_count")
     rng = np.random.default_rng(st.session_state.get("sample_seed", 0))
-    probabilities = predict_proba(net, dataset.x_test)  # whole test set: fast, and mistakes need it
+    # The whole test set (mistakes need it), once per network version: the canvas reruns this page often.
+    key = (lab.version, net.epochs_trained, id(dataset))
+    if lab.test_probabilities_key != key or lab.training:
+        lab.test_probabilities = predict_proba(net, dataset.x_test)
+        lab.test_probabilities_key = key
+    probabilities = lab.test_probabilities
     predicted = probabilities.argmax(axis=1)
     pool = np.flatnonzero(predicted != dataset.y_test) if only_mistakes else np.arange(len(dataset.y_test))
     if len(pool) == 0:

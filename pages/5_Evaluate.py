@@ -15,7 +15,7 @@ net, names = lab.network, dataset.class_names
 
 # Heavy results are computed once per network version (weights change -> version changes).
 key = (lab.version, net.epochs_trained, id(dataset))
-if getattr(lab, "evaluation_key", None) != key or lab.training:
+if lab.evaluation_key != key or lab.training:
     lab.evaluation = evaluate_network(net, dataset.x_test, dataset.y_test)
     lab.evaluation_key = key
 ev = lab.evaluation

@@ -53,7 +53,7 @@ if st.button("Run the comparison", type="primary", key="cmp_run", disabled=lab.t
         st.error(f"TensorFlow is not available here ({missing}). Install it with "
                  "`pip install -r requirements.txt` to compare with Keras.")
 
-result = getattr(lab, "comparison", None)
+result = lab.comparison
 if result is not None:
     init = result["max_abs_diff_init"]
     tolerance = 1e-5 if result["network"].dtype.__name__ == "float32" else 1e-10

@@ -21,6 +21,13 @@ class Lab:
     dataset_path: str = None             # None: MNIST_PATH, Keras cache or download
     dataset_name: str = "mnist"
     train_error: str = None              # message from the last Start that was refused
+    # Results kept so a rerun does not recompute them (keys include the network version).
+    gradcheck: tuple = None              # (GradCheckResult, seconds, network description)
+    comparison: dict = None              # last Keras comparison
+    evaluation: dict = None
+    evaluation_key: tuple = None
+    test_probabilities: object = None
+    test_probabilities_key: tuple = None
 
     @property
     def training(self):
