@@ -2,10 +2,13 @@
 
 Each image gets its own small random rotation, scaling and shift (and,
 optionally, an elastic distortion), so the network sees a slightly different
-digit every epoch. Everything is vectorised over the batch: the transform is
-an inverse mapping (for every output pixel, where in the input to look) and
-the lookups are one bilinear gather for the whole batch, with no Python loop
-over images.
+digit every epoch. The transform is an inverse mapping (for every output
+pixel, where in the input to look) followed by bilinear interpolation, both
+vectorised: NumPy gathers over whole blocks of images, never a Python loop
+over single images.
+
+Measured on the 2-core dev VM: about 1 ms for a batch of 100 (1.2-1.8 ms
+with elastic distortion).
 """
 
 from dataclasses import dataclass
@@ -18,12 +21,22 @@ SIDE = 28
 PAD = 2                          # zero border, so lookups outside the image read 0
 PADDED = SIDE + 2 * PAD
 CENTRE = (SIDE - 1) / 2          # 13.5: rotate and scale about the middle of the field
+CHUNK = 20                       # images resampled at a time (see _warp)
 ELASTIC_GRID = 4                 # coarse grid of the elastic displacement field
 
-# Output pixel coordinates relative to the centre, flattened row by row.
+# Output pixel coordinates relative to the centre (rows x, y, 1), flattened row by row.
 _ys, _xs = np.mgrid[0:SIDE, 0:SIDE]
-GRID_X = (_xs.ravel() - CENTRE).astype(np.float32)
-GRID_Y = (_ys.ravel() - CENTRE).astype(np.float32)
+GRID = np.stack([_xs.ravel(), _ys.ravel(), np.ones(SIDE * SIDE)]).astype(np.float32)
+GRID[:2] -= CENTRE
+
+
+def _upsample_matrix(coarse, fine):
+    """Linear interpolation weights (fine, coarse) from a coarse grid spanning the image."""
+    position = np.arange(fine) * (coarse - 1) / (fine - 1)
+    return np.maximum(0, 1 - np.abs(position[:, None] - np.arange(coarse)[None, :]))
+
+
+UPSAMPLE = _upsample_matrix(ELASTIC_GRID, SIDE).astype(np.float32)
 
 
 @dataclass
@@ -69,10 +82,8 @@ def augment_batch(images, config, rng):
     angles = rng.uniform(-config.rotation, config.rotation, n)
     scales = 1 + rng.uniform(-config.scale, config.scale, n)
     shifts = rng.uniform(-config.shift, config.shift, (n, 2))
-    displacement = None
-    if config.elastic > 0:
-        displacement = elastic_field(n, config.elastic, rng)
-    return _warp(images, angles, scales, shifts, displacement)
+    elastic = _elastic_grid(n, config.elastic, rng) if config.elastic > 0 else None
+    return _warp(images, angles, scales, shifts, elastic)
 
 
 def affine_batch(images, angles_deg, scales, shifts_xy):
@@ -88,19 +99,18 @@ def affine_batch(images, angles_deg, scales, shifts_xy):
     angles = np.broadcast_to(np.asarray(angles_deg, np.float64), (n,))
     scales = np.broadcast_to(np.asarray(scales, np.float64), (n,))
     shifts = np.broadcast_to(np.asarray(shifts_xy, np.float64), (n, 2))
+    if not (np.all(scales > 0) and np.isfinite(scales).all()):
+        raise ValueError("scales must be positive and finite")
     return _warp(images, angles, scales, shifts)
 
 
-def elastic_field(n, alpha, rng):
-    """A smooth random displacement field (n, 2, 784) of at most `alpha` px.
+def _elastic_grid(n, alpha, rng):
+    """Random displacements (n, 2, 4, 4) of at most `alpha` px on a coarse grid.
 
-    Random displacements on a coarse 4x4 grid, bilinearly upsampled to 28x28:
-    neighbouring pixels move together, so strokes bend instead of tearing.
+    Upsampled bilinearly to 28x28 (in `_warp`), neighbouring pixels move
+    together, so strokes bend smoothly instead of tearing.
     """
-    coarse = rng.uniform(-alpha, alpha, (n, 2, ELASTIC_GRID, ELASTIC_GRID))
-    up = _upsample_matrix(ELASTIC_GRID, SIDE)
-    field = np.einsum("ij,nkjl,ml->nkim", up, coarse, up)
-    return field.reshape(n, 2, SIDE * SIDE).astype(np.float32)
+    return rng.uniform(-alpha, alpha, (n, 2, ELASTIC_GRID, ELASTIC_GRID)).astype(np.float32)
 
 
 # ---------------------------------------------------------------- internals
@@ -114,54 +124,81 @@ def _check_batch(images):
     return images
 
 
-def _upsample_matrix(coarse, fine):
-    """Linear interpolation weights (fine, coarse) from a coarse grid spanning the image."""
-    position = np.arange(fine) * (coarse - 1) / (fine - 1)
-    return np.maximum(0, 1 - np.abs(position[:, None] - np.arange(coarse)[None, :]))
+def _warp(images, angles_deg, scales, shifts, elastic=None):
+    """Resample each image at its inversely mapped coordinates (bilinear).
 
+    `elastic` is an optional coarse displacement grid from `_elastic_grid`.
 
-def _warp(images, angles_deg, scales, shifts, displacement=None):
-    """Resample each image at its inversely mapped coordinates (bilinear)."""
-    src_x, src_y = _source_coordinates(angles_deg, scales, shifts)
-    if displacement is not None:
-        src_x += displacement[:, 0]
-        src_y += displacement[:, 1]
-    out = _bilinear(images, src_x, src_y)
-    np.clip(out, 0, 1, out=out)
+    Works through the batch CHUNK images at a time. Not for the arithmetic,
+    which is vectorised either way, but for memory: arrays under 128 KB are
+    recycled by malloc, while larger fresh temporaries cost one page fault
+    per 4 KB, which here took longer than the arithmetic itself (about 4 ms
+    instead of 1 ms for 100 images).
+    """
+    matrices = _inverse_matrices(angles_deg, scales, shifts)
+    out = np.empty_like(images)
+    for start in range(0, len(images), CHUNK):
+        part = slice(start, start + CHUNK)
+        coords = (matrices[2 * start:2 * (start + CHUNK)] @ GRID).reshape(-1, 2, SIDE * SIDE)
+        if elastic is not None:
+            field = UPSAMPLE @ elastic[part] @ UPSAMPLE.T   # (k, 2, 28, 28)
+            coords += field.reshape(-1, 2, SIDE * SIDE)
+        out[part] = _bilinear(images[part], coords)
+    # Interpolation cannot leave [0, 1]; this trims rounding. (Unscaled 0-255
+    # pixels keep their own range rather than being flattened to 1.)
+    top = 1 if len(images) == 0 or images.max() <= 1 else images.max()
+    np.clip(out, 0, top, out=out)
     return out
 
 
-def _source_coordinates(angles_deg, scales, shifts):
-    """For every output pixel, the input position it comes from: two (n, 784) arrays.
+def _inverse_matrices(angles_deg, scales, shifts):
+    """One 2x3 matrix per image mapping output pixels to input positions: (2n, 3).
 
     Forward map: out = R(angle) * scale * (in - centre) + centre + shift.
-    We invert it, because each output pixel must know where to look.
+    We invert it, because each output pixel must know where to look:
+    in = M (out - centre - shift) + centre with M = R(-angle) / scale.
+    Rows 2i and 2i+1 give image i's x and y; times GRID they give the
+    source coordinates of all 784 pixels.
     """
-    theta = np.radians(angles_deg).astype(np.float32)[:, None]
-    cos, sin = np.cos(theta), np.sin(theta)
-    inv_scale = (1 / np.asarray(scales, np.float64)).astype(np.float32)[:, None]
-    u = GRID_X - shifts[:, :1].astype(np.float32)
-    v = GRID_Y - shifts[:, 1:].astype(np.float32)
-    # Inverse rotation; y points down, so this turns anticlockwise on screen.
-    src_x = (cos * u - sin * v) * inv_scale + CENTRE
-    src_y = (sin * u + cos * v) * inv_scale + CENTRE
-    return src_x, src_y
+    n = len(angles_deg)
+    theta = np.radians(angles_deg)
+    cos = np.cos(theta) / scales
+    sin = np.sin(theta) / scales
+    matrix = np.empty((n, 2, 3), np.float32)
+    # y points down, so this inverse turns the image anticlockwise on screen.
+    matrix[:, 0, 0], matrix[:, 0, 1] = cos, -sin
+    matrix[:, 1, 0], matrix[:, 1, 1] = sin, cos
+    shift = np.asarray(shifts, np.float32)[:, :, None]
+    matrix[:, :, 2] = CENTRE - (matrix[:, :, :2] @ shift)[:, :, 0]
+    return matrix.reshape(2 * n, 3)
 
 
-def _bilinear(images, src_x, src_y):
-    """Bilinear lookup of (n, 784) source positions in each image, zero outside."""
+def _bilinear(images, coords):
+    """Bilinear lookup of (n, 2, 784) source positions in each image, zero outside."""
     n = len(images)
     padded = np.zeros((n, PADDED, PADDED), images.dtype)
     padded[:, PAD:-PAD, PAD:-PAD] = images.reshape(n, SIDE, SIDE)
     flat = padded.ravel()
     # Clamp into the zero border: any position outside the image reads zeros.
-    px = np.clip(src_x + PAD, 0, PADDED - 2)
-    py = np.clip(src_y + PAD, 0, PADDED - 2)
-    x0 = px.astype(np.intp)  # floor, since px >= 0
-    y0 = py.astype(np.intp)
-    fx = (px - x0).astype(images.dtype)
-    fy = (py - y0).astype(images.dtype)
-    index = y0 * PADDED + x0 + (np.arange(n) * PADDED * PADDED)[:, None]
-    top = flat[index] * (1 - fx) + flat[index + 1] * fx
-    bottom = flat[index + PADDED] * (1 - fx) + flat[index + PADDED + 1] * fx
-    return top * (1 - fy) + bottom * fy
+    coords += PAD
+    np.clip(coords, 0, PADDED - 2, out=coords)
+    cell = np.floor(coords)
+    coords -= cell                      # now the fractional parts
+    fx, fy = coords[:, 0], coords[:, 1]
+    # Flat index of each top-left neighbour; float32 holds these integers exactly.
+    corner = cell[:, 1] * PADDED
+    corner += cell[:, 0]
+    corner += (np.arange(n, dtype=np.float32) * PADDED * PADDED)[:, None]
+    index = corner.astype(np.intp)
+    # The other three neighbours are the same index into shifted views.
+    top = _lerp(flat.take(index), flat[1:].take(index), fx)
+    bottom = _lerp(flat[PADDED:].take(index), flat[PADDED + 1:].take(index), fx)
+    return _lerp(top, bottom, fy)
+
+
+def _lerp(a, b, t):
+    """a * (1 - t) + b * t, in place in `a`; exactly `a` where t == 0."""
+    b -= a
+    b *= t
+    a += b
+    return a

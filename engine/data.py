@@ -241,12 +241,13 @@ def _load_path(path, kind, via=None):
             f"{where} does not exist: give the path of a Keras-format .npz "
             "or of a folder with the four IDX files."
         )
+    origin = f", from {via}" if via else ""
     if path.is_dir():
-        return _load_idx_folder(path, kind, where)
-    return _load_npz_file(path, kind, where)
+        return _load_idx_folder(path, kind, where, origin)
+    return _load_npz_file(path, kind, where, origin)
 
 
-def _load_npz_file(path, kind, where):
+def _load_npz_file(path, kind, where, origin=""):
     """Load a Keras-format .npz from disk."""
     try:
         with open(path, "rb") as f:
@@ -255,14 +256,14 @@ def _load_npz_file(path, kind, where):
         raise DatasetError(f"Cannot read {where}: {exc.strerror or exc}. Check its permissions.") from exc
     _check_npz_magic(magic, where)
     arrays = _read_npz(path, where)
-    return _build(arrays, f"{path} (Keras-format npz)", kind)
+    return _build(arrays, f"{path} (Keras-format npz{origin})", kind)
 
 
 def _check_npz_magic(magic, where):
     """Refuse anything that is not a zip archive, with a hint what it is."""
     if len(magic) == 0:
         raise DatasetError(f"{where} is empty (0 bytes): the file was not fully written or downloaded; get it again.")
-    if magic.startswith(b"PK"):
+    if magic[:4] in (b"PK\x03\x04", b"PK\x05\x06"):  # the zip prefixes np.load accepts
         return
     if magic.startswith(b"\x93NUM"):
         hint = "it is a single .npy array; save all four arrays with np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
@@ -344,7 +345,7 @@ def _find_idx_files(folder):
     return None if None in files.values() else files
 
 
-def _load_idx_folder(folder, kind, where):
+def _load_idx_folder(folder, kind, where, origin=""):
     """Load the four IDX files of a folder."""
     files = _find_idx_files(folder)
     if files is None:
@@ -357,7 +358,7 @@ def _load_idx_folder(folder, kind, where):
     for key, path in files.items():
         magic = IDX_IMAGE_MAGIC if key.startswith("x") else IDX_LABEL_MAGIC
         arrays[key] = _read_idx(path, magic)
-    return _build(arrays, f"{folder} (IDX files)", kind)
+    return _build(arrays, f"{folder} (IDX files{origin})", kind)
 
 
 def _read_idx_bytes(path):

@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from engine.errors import EngineError
 
@@ -120,6 +120,10 @@ def decode_image(data):
             return np.array(im)
     except ImageError:
         raise
+    except Image.DecompressionBombError as exc:  # Pillow's own, much higher limit
+        raise ImageError(f"The image is larger than the limit of {MAX_SIDE}x{MAX_SIDE} pixels: crop or shrink it first.") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError("This file is not an image format Pillow can read: upload a PNG or JPEG.") from exc
     except Exception as exc:  # Pillow's decoders raise many types on bad input
         raise ImageError(
             f"This file is not a readable image ({type(exc).__name__}: {exc}). "
