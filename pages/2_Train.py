@@ -12,8 +12,8 @@ from ui.settings import bind, remember
 
 lab, dataset, error = page_setup("Train", "📈")
 st.title("📈 Train")
-require_network(lab)
 require_dataset(dataset, error)
+require_network(lab, dataset)
 
 bind(lab, "train", "t_")
 with st.expander("Settings", expanded=not lab.training and lab.job is None):
@@ -103,6 +103,10 @@ def live_progress():
         (st.error if p.status in ("diverged", "failed") else st.success)(f"{label}: {p.message}")
         if not math.isnan(p.test_accuracy):
             st.metric("Test accuracy", f"{p.test_accuracy:.2%}")
+        if p.epochs_table:
+            seconds = [r["seconds"] for r in p.epochs_table]
+            st.caption(f"Run time {p.elapsed:.2f} s · seconds per epoch: "
+                       + ", ".join(f"{s:.3f}" for s in seconds), help="Measured inside the training thread.")
     if p.batch_steps:
         st.plotly_chart(training_curves(p.batch_steps, p.batch_loss, p.batch_accuracy, p.epochs_table),
                         key="live_curves", width="stretch")

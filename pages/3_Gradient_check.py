@@ -8,7 +8,7 @@ from engine.errors import ConfigError
 from engine.gradcheck import gradient_check
 from engine.network import FAULTS, Network, parse_layers
 from ui.charts import error_heatmap, error_histogram
-from ui.frame import page_setup, require_dataset
+from ui.frame import mismatch, page_setup, require_dataset
 
 lab, dataset, error = page_setup("Gradient check", "🧮")
 st.title("🧮 Gradient check")
@@ -40,7 +40,9 @@ with c2:
                          format_func=lambda k: FAULTS.get(k, k))
 
 network, problem = lab.network, None
-if source == "Small network made here":
+if source == "Current network":
+    problem = mismatch(network, dataset) or None
+else:
     try:
         network = Network([dataset.x_train[0].size, *parse_layers(layers_text), dataset.num_classes], seed=0)
     except ConfigError as bad:

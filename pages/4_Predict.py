@@ -9,8 +9,8 @@ from ui.frame import page_setup, require_dataset, require_network
 
 lab, dataset, error = page_setup("Predict", "✏️")
 st.title("✏️ Predict")
-require_network(lab)
 require_dataset(dataset, error)
+require_network(lab, dataset)
 net = lab.network
 names = dataset.class_names
 if lab.training:

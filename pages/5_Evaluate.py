@@ -9,8 +9,8 @@ from ui.frame import page_setup, require_dataset, require_network
 
 lab, dataset, error = page_setup("Evaluate", "🔍")
 st.title("🔍 Evaluate")
-require_network(lab)
 require_dataset(dataset, error)
+require_network(lab, dataset)
 net, names = lab.network, dataset.class_names
 
 # Heavy results are computed once per network version (weights change -> version changes).

@@ -16,8 +16,8 @@ st.markdown(
     "check (do both give the same probabilities?), then both train on **the same batches in the same order** "
     "with Adam and the same hyper-parameters (Keras's ε, 1e-7 by default, is set to the engine's)."
 )
-require_network(lab)
 require_dataset(dataset, error)
+require_network(lab, dataset)
 net = lab.network
 
 c1, c2, c3, c4 = st.columns(4)

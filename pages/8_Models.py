@@ -4,7 +4,7 @@ import streamlit as st
 
 from engine.errors import ModelFileError
 from engine.persistence import load_network, network_bytes
-from ui.frame import page_setup
+from ui.frame import mismatch, page_setup
 from ui.models import UPLOAD_LIMIT_BYTES, adopt, list_models, metadata_for, models_dir, safe_name, save_current
 
 lab, dataset, error = page_setup("Models", "💾")
@@ -43,7 +43,10 @@ else:
     c1, c2 = st.columns(2)
     if c1.button("Load as current network", key="load_model", disabled=busy):
         try:
-            adopt(lab, *load_network(models_dir() / chosen))
+            loaded = load_network(models_dir() / chosen)
+            if mismatch(loaded[0], dataset):
+                raise ModelFileError(mismatch(loaded[0], dataset))
+            adopt(lab, *loaded)
             st.success(f"Loaded `{chosen}`: {lab.network.describe()}, {lab.network.epochs_trained} epochs trained.")
         except ModelFileError as bad:
             st.error(f"Cannot load `{chosen}`: {bad}")
@@ -65,8 +68,8 @@ upload = st.file_uploader("A Digit Lab .npz (never unpickled; every array is che
 if upload is not None and st.button("Use the uploaded model", key="use_uploaded_model", disabled=busy):
     try:
         network, optimizer, metadata = load_network(upload.getvalue(), max_bytes=UPLOAD_LIMIT_BYTES)
-        if dataset is not None and network.sizes[0] != dataset.x_train[0].size:
-            raise ModelFileError(f"it expects {network.sizes[0]} inputs; the dataset has {dataset.x_train[0].size}.")
+        if mismatch(network, dataset):
+            raise ModelFileError(mismatch(network, dataset))
         adopt(lab, network, optimizer, metadata)
         st.success(f"Loaded the upload: {network.describe()}.")
     except ModelFileError as bad:

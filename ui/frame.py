@@ -69,12 +69,27 @@ def training_badge(lab):
         st.caption(f"Training {p.status}.")
 
 
-def require_network(lab):
-    """Stop the page with a hint when no network exists yet."""
+def require_network(lab, dataset=None):
+    """Stop the page with a hint when no network exists yet, or when it does not fit the data."""
     if lab.network is None:
         st.info("No network yet: create one on the **Build** page first.")
         st.page_link("pages/1_Build.py", label="Go to Build", icon="🏗️")
         st.stop()
+    problem = mismatch(lab.network, dataset)
+    if problem:
+        st.error(f"{problem} Build a new network, load another model, or switch the dataset on Home.")
+        st.stop()
+
+
+def mismatch(network, dataset):
+    """Why `network` cannot run on `dataset` (inputs or classes differ), or '' when it can."""
+    if dataset is None:
+        return ""
+    inputs, classes = dataset.x_train[0].size, dataset.num_classes
+    if network.sizes[0] != inputs or network.sizes[-1] != classes:
+        return (f"The network takes {network.sizes[0]} inputs and gives {network.sizes[-1]} classes; "
+                f"the dataset has {inputs} pixels and {classes} classes.")
+    return ""
 
 
 def require_dataset(dataset, error):

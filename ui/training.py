@@ -221,7 +221,9 @@ def session_checker():
     if ctx is None or not runtime.exists():
         return None
     session_id = ctx.session_id
-    if not runtime.get_instance().is_active_session(session_id):
+    # `is not True`: AppTest installs a MagicMock runtime whose answer is a truthy mock, and
+    # which disappears between script runs (the run would be stopped as "tab closed").
+    if runtime.get_instance().is_active_session(session_id) is not True:
         return None  # not a browser session the server tracks (e.g. AppTest): nothing to watch
 
     def alive():

@@ -1,0 +1,119 @@
+"""What training through the dashboard costs compared with the engine alone.
+
+Same data, architecture, settings and BLAS threads (the app runs one BLAS thread per run):
+  1. the engine alone, in a fresh process: `engine.trainer.train`;
+  2. the real app: `streamlit run app.py`, Debian's Chromium (Playwright) opens Build, creates
+     the network, opens Train, presses Start and keeps the tab open on the live charts
+     until the run completes; the run time is read from the page (measured in the
+     training thread, so it includes everything the server does meanwhile).
+The browser runs on the same 2 cores here; a user's browser runs on another machine.
+
+    python benchmarks/bench_ui.py [--epochs 3] [--layers 64,32] [--data PATH]
+
+Data: Fashion-MNIST from Debian's dataset-fashion-mnist (60,000 images) when installed,
+else ../shared/data/mnist-sample.npz. Prints a Markdown table and the ratio UI / engine.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+ENGINE_ALONE = """
+import json, sys, numpy as np
+from threadpoolctl import threadpool_limits
+from engine.data import load_mnist
+from engine.network import Network
+from engine.optimizers import Adam
+from engine.trainer import TrainConfig, train
+data = load_mnist(sys.argv[1])
+times = []
+with threadpool_limits(limits=int(sys.argv[4]), user_api="blas"):
+    net = Network([784, *map(int, sys.argv[2].split(",")), 10], seed=0)
+    end = train(net, Adam(), data.x_train, data.y_train,
+                TrainConfig(epochs=int(sys.argv[3]), batch_size=100, validation_split=0.1, seed=0),
+                on_event=lambda e: e.kind == "epoch" and times.append(e.seconds))
+print(json.dumps({"elapsed": end.elapsed, "epoch_seconds": times}))
+"""
+
+
+def default_data():
+    debian = Path("/usr/share/datasets/fashion-mnist")
+    if debian.is_dir():
+        return str(debian)
+    return str(ROOT.parent / "shared" / "data" / "mnist-sample.npz")
+
+
+def engine_alone(data, layers, epochs, threads):
+    out = subprocess.run([sys.executable, "-c", ENGINE_ALONE, data, layers, str(epochs), str(threads)],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def through_ui(data, layers, epochs):
+    from playwright.sync_api import sync_playwright
+
+    from browser_support import StreamlitServer, launch_chromium, settle
+    server = StreamlitServer(data).start()
+    try:
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{server.url}/Build")
+            settle(page)
+            box = page.get_by_label("Hidden layer widths (comma-separated)")
+            box.fill(layers)
+            box.press("Enter")
+            settle(page)
+            page.get_by_role("button", name="Create network").click()
+            page.get_by_text("Untrained test accuracy").wait_for(timeout=60_000)
+            page.goto(f"{server.url}/Train")
+            settle(page)
+            epochs_box = page.get_by_label("Epochs", exact=True)
+            epochs_box.fill(str(epochs))
+            epochs_box.press("Enter")
+            settle(page)
+            page.get_by_role("button", name="Start training").click()
+            caption = page.get_by_text(re.compile(r"Run time [\d.]+ s"))
+            caption.wait_for(timeout=600_000)
+            text = caption.inner_text()
+            browser.close()
+    finally:
+        server.stop()
+    elapsed = float(re.search(r"Run time ([\d.]+) s", text).group(1))
+    seconds = [float(s) for s in re.search(r"per epoch: ([\d., ]+)", text).group(1).split(",")]
+    return {"elapsed": elapsed, "epoch_seconds": seconds}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--layers", default="64,32")
+    parser.add_argument("--data", default=default_data())
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("DIGITLAB_MAX_RUNS", os.cpu_count() or 1)))
+    engine_runs, ui_runs = [], []
+    for _ in range(args.repeats):  # alternate, so drifts in machine load hit both sides
+        engine_runs.append(engine_alone(args.data, args.layers, args.epochs, threads))
+        ui_runs.append(through_ui(args.data, args.layers, args.epochs))
+    e = statistics.median(r["elapsed"] for r in engine_runs)
+    u = statistics.median(r["elapsed"] for r in ui_runs)
+    print(f"data: {args.data}; 784-{args.layers.replace(',', '-')}-10, batch 100, {args.epochs} epochs, "
+          f"validation split 0.1, {threads} BLAS thread(s); median of {args.repeats} runs each")
+    print("| | run seconds | seconds per epoch |\n|---|---|---|")
+    print(f"| engine alone | {e:.2f} | {', '.join(f'{s:.3f}' for s in engine_runs[-1]['epoch_seconds'])} |")
+    print(f"| through the UI (live charts, tab open) | {u:.2f} | "
+          f"{', '.join(f'{s:.3f}' for s in ui_runs[-1]['epoch_seconds'])} |")
+    print(f"UI / engine = {u / e:.3f}  (cost of the UI: {100 * (u / e - 1):+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
