@@ -41,6 +41,7 @@ class LayerCheck:
     errors: np.ndarray       # relative error per entry, NaN where not checked (for heatmaps)
     analytic: np.ndarray     # the compared entries' backprop values
     numeric: np.ndarray      # ... and finite-difference values
+    kinks: int = 0           # entries left out of max/mean: their nudge crossed a ReLU kink
 
     @property
     def verdict(self):
@@ -77,17 +78,19 @@ class GradCheckResult:
             "samples": self.samples,
             "layers": [{"name": l.name, "shape": list(l.shape), "checked": l.checked,
                         "max_relative_error": l.max_error, "mean_relative_error": l.mean_error,
+                        "kinks": l.kinks,
                         "verdict": l.verdict} for l in self.layers],
         }
 
 
 def gradient_check(network, x, y, eps=1e-5, entries_per_layer=None, keep_prob=1.0, seed=0,
-                   fault=None, tolerance=1e-4, on_progress=None):
+                   fault=None, tolerance=1e-4, on_progress=None, masks=None):
     """Compare backprop with central differences on a float64 copy of `network`.
 
     x: a few samples (floats already scaled, or uint8 pixels), y: labels or one-hot.
     entries_per_layer: None checks every parameter, k checks k random entries per array.
-    keep_prob < 1 draws one fixed dropout mask (seeded) used by both sides.
+    keep_prob < 1 draws one fixed dropout mask (seeded) used by both sides; or pass `masks`
+    (one (samples, width) array per hidden layer, 0 or 1/keep_prob, None for no dropout).
     fault: a deliberate backprop bug from network.FAULTS, to show what failing looks like.
     on_progress(done, total) is called as entries are checked. Prints nothing.
     """
@@ -97,8 +100,11 @@ def gradient_check(network, x, y, eps=1e-5, entries_per_layer=None, keep_prob=1.
     x = x.reshape(len(x), -1).astype(np.float64) / (255.0 if x.dtype == np.uint8 else 1.0)
     labels = y if y.ndim == 1 else y.argmax(axis=1)
     rng = np.random.default_rng(seed)
-    masks = None
-    if keep_prob < 1:
+    if masks is not None:
+        if len(masks) != net.num_layers - 1:
+            raise ValueError(f"masks needs one entry per hidden layer ({net.num_layers - 1}), got {len(masks)}.")
+        masks = [None if m is None else np.asarray(m, dtype=np.float64) for m in masks]
+    elif keep_prob < 1:
         masks = [(rng.random((len(x), w)) < keep_prob) / keep_prob for w in net.sizes[1:-1]]
     fp = net.forward(x, masks=masks or [None] * (net.num_layers - 1))
     net.backward(fp, y, fault)
@@ -119,11 +125,12 @@ def gradient_check(network, x, y, eps=1e-5, entries_per_layer=None, keep_prob=1.
     result = GradCheckResult(tolerance=tolerance, eps=eps, samples=len(x))
     for name, layer, p, g, entries in plan:
         numeric = np.empty(len(entries))
+        kinked = np.zeros(len(entries), dtype=bool)
         chunk = max(1, CHUNK_FLOATS // (len(x) * max(net.sizes[layer + 1:])))
         for start in range(0, len(entries), chunk):
             part = entries[start:start + chunk]
-            numeric[start:start + len(part)] = _numeric_slopes(net, fp, logits, masks, labels, layer,
-                                                               name[0] == "b", part, eps)
+            numeric[start:start + len(part)], kinked[start:start + len(part)] = _numeric_slopes(
+                net, fp, logits, masks, labels, layer, name[0] == "b", part, eps)
             done += len(part)
             if on_progress is not None:
                 on_progress(done, total)
@@ -131,8 +138,12 @@ def gradient_check(network, x, y, eps=1e-5, entries_per_layer=None, keep_prob=1.
         err = relative_error(analytic, numeric)
         full = np.full(p.shape, np.nan)
         full.ravel()[entries] = err
-        result.layers.append(LayerCheck(name, p.shape, len(entries), float(err.max(initial=0.0)),
-                                        float(err.mean()) if len(err) else 0.0, full, analytic, numeric))
+        # Entries whose nudge crossed a ReLU kink are shown but kept out of the verdict: there
+        # the finite difference is not a derivative (shrinking eps makes them rarer).
+        smooth = err[~kinked]
+        result.layers.append(LayerCheck(name, p.shape, len(entries), float(smooth.max(initial=0.0)),
+                                        float(smooth.mean()) if len(smooth) else 0.0, full, analytic, numeric,
+                                        int(kinked.sum())))
     return result
 
 
@@ -148,8 +159,9 @@ def _numeric_slopes(net, fp, logits, masks, labels, layer, is_bias, entries, eps
     cols = entries if is_bias else entries % fan_out
     # Nudging entry (row, col) moves only column `col` of this layer's pre-activation: (k, n)
     nudge = np.full((len(entries), len(a_in)), eps) if is_bias else eps * a_in[:, entries // fan_out].T
-    changes = [_loss_change(net, fp, logits, sign * nudge, cols, layer, masks, labels) for sign in (1.0, -1.0)]
-    return (changes[0] - changes[1]) / (2 * eps)
+    (up, kink_up), (down, kink_down) = (
+        _loss_change(net, fp, logits, sign * nudge, cols, layer, masks, labels) for sign in (1.0, -1.0))
+    return (up - down) / (2 * eps), kink_up | kink_down
 
 
 def activation_change(name, z, dz):
@@ -168,27 +180,44 @@ def activation_change(name, z, dz):
     raise ValueError(name)
 
 
+def crosses_kink(name, z, dz):
+    """Where moving z by dz crosses the kink at 0 of a piecewise-linear activation (there a
+    finite difference measures a mix of two slopes, not the derivative); None if smooth."""
+    if name in ("relu", "leaky_relu"):
+        return (z > 0) != (z + dz > 0)
+    return None
+
+
 def _loss_change(net, fp, logits, dz_col, cols, layer, masks, labels):
     """Change of the mean cross-entropy when column cols[k] of layer `layer`'s pre-activation
-    moves by dz_col[k] (one perturbed copy of the batch per k)."""
+    moves by dz_col[k] (one perturbed copy of the batch per k), and whether the move crossed
+    an activation kink anywhere (k,)."""
     k, n = dz_col.shape
     samples = np.arange(n)
+    kinked = np.zeros(k, dtype=bool)
     if layer == net.num_layers - 1:  # the output layer itself: one logit column moves
         dz = np.zeros((k, n, net.sizes[-1]))
         dz[np.arange(k), :, cols] = dz_col
     else:
         # First hidden layer after the nudge: only one unit changes, so its effect on the
         # next layer is an outer product with that unit's outgoing weights.
-        dh = activation_change(net.activation, fp.pre_activations[layer][:, cols].T, dz_col)
+        z = fp.pre_activations[layer][:, cols].T
+        dh = activation_change(net.activation, z, dz_col)
+        crossed = crosses_kink(net.activation, z, dz_col)
+        if crossed is not None:
+            kinked |= crossed.any(axis=1)
         if masks is not None and masks[layer] is not None:
             dh *= masks[layer][:, cols].T
         dz = dh[:, :, None] * net.weights[layer + 1][cols][:, None, :]  # biases cancel
         for i in range(layer + 1, net.num_layers - 1):
             dh = activation_change(net.activation, fp.pre_activations[i], dz)
+            crossed = crosses_kink(net.activation, fp.pre_activations[i], dz)
+            if crossed is not None:
+                kinked |= crossed.any(axis=(1, 2))
             if masks is not None and masks[i] is not None:
                 dh *= masks[i]
             dz = (dh.reshape(k * n, -1) @ net.weights[i + 1]).reshape(k, n, -1)
     # Cross-entropy change per sample: log(sum p exp(dz)) - dz_label, via log1p/expm1 (no cancellation).
     p = softmax(logits)
     change = np.log1p((p * np.expm1(dz)).sum(axis=2)) - dz[:, samples, labels]
-    return change.mean(axis=1)
+    return change.mean(axis=1), kinked

@@ -54,8 +54,8 @@ with right:
         st.plotly_chart(architecture_figure(sizes, s["activation"]), key="architecture", width="stretch")
         n_params = sum(a * b + (b if s["use_bias"] else 0) for a, b in zip(sizes[:-1], sizes[1:]))
         memory = training_memory_bytes(sizes, int(settings(lab, "train")["batch_size"]), s["dtype"], s["use_bias"])
-        c1, c2, c3 = st.columns(3)
-        c1.metric("Architecture", "-".join(map(str, sizes)))
+        st.markdown(f"**Architecture:** `{'-'.join(map(str, sizes))}`")
+        c2, c3 = st.columns(2)
         c2.metric("Parameters", f"{n_params:,}")
         c3.metric("Memory to train", format_bytes(memory))
 for problem in problems:

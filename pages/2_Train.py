@@ -65,7 +65,7 @@ def on_stop():
     lab.job.stop()
 
 
-controls = st.columns([1, 1, 1, 3])
+controls = st.columns([1, 2, 3])
 if lab.training:
     if lab.job.paused:
         controls[0].button("▶️ Resume", key="resume", on_click=on_resume, type="primary")

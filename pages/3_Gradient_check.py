@@ -30,7 +30,9 @@ with c1:
     eps = st.select_slider("ε (finite-difference step)", options=[1e-7, 1e-6, 1e-5, 1e-4, 1e-3], value=1e-5,
                            key="gc_eps", format_func=lambda v: f"{v:.0e}")
 with c2:
-    mode = st.radio("Entries", ["All parameters", "Sample per layer"], key="gc_mode", horizontal=True)
+    big = lab.network is not None and lab.network.parameter_count > 100_000  # a full check takes a while
+    mode = st.radio("Entries", ["All parameters", "Sample per layer"], index=1 if big else 0, key="gc_mode",
+                    horizontal=True)
     per_layer = st.number_input("Entries per layer", min_value=1, max_value=100000, value=200,
                                 key="gc_per_layer", disabled=mode == "All parameters")
     keep_prob = st.number_input("Dropout keep-probability (one fixed mask)", min_value=0.05, max_value=1.0,

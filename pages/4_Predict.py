@@ -17,14 +17,23 @@ if lab.training:
     st.caption("Training is going on: predictions use the weights as they are right now.")
 
 
+def square(image):
+    """Pad a pipeline step to a square (black border) so tall digits keep a sane size on screen."""
+    image = image.astype(np.float32) / (255.0 if image.dtype == np.uint8 else 1.0)
+    h, w = image.shape
+    side = max(h, w)
+    out = np.zeros((side, side), dtype=np.float32)
+    out[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = np.clip(image, 0, 1)
+    return out
+
+
 def show_prepared(prepared, where):
     """The pipeline's steps, the prediction and its probabilities, or a hint when blank."""
     if prepared.digit is None:
         st.info(f"{prepared.reason} — draw (or upload) a digit to get a prediction.")
         return None
     steps = prepared.steps[-3:]
-    st.image([img if img.dtype == np.uint8 else np.clip(img, 0, 1) for _, img in steps],
-             caption=[title for title, _ in steps], width=84)
+    st.image([square(img) for _, img in steps], caption=[title for title, _ in steps], width=84)
     probabilities = predict_proba(net, prepared.digit.reshape(1, -1))[0]
     digit = int(probabilities.argmax())
     st.markdown(f"### Prediction: {names[digit]}")

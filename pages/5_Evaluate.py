@@ -33,9 +33,12 @@ with right:
                       margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(fig, key="per_class", width="stretch")
     st.markdown("**Digits in one cell of the matrix**")
+    off_diagonal = ev["confusion"] - np.diag(np.diag(ev["confusion"]))
+    worst_true, worst_pred = np.unravel_index(off_diagonal.argmax(), off_diagonal.shape)  # most confused pair
     c1, c2 = st.columns(2)
-    true_c = c1.selectbox("True class", range(len(names)), format_func=lambda i: str(names[i]), key="cell_true")
-    pred_c = c2.selectbox("Predicted as", range(len(names)), index=min(1, len(names) - 1),
+    true_c = c1.selectbox("True class", range(len(names)), index=int(worst_true),
+                          format_func=lambda i: str(names[i]), key="cell_true")
+    pred_c = c2.selectbox("Predicted as", range(len(names)), index=int(worst_pred),
                           format_func=lambda i: str(names[i]), key="cell_pred")
     cell = np.flatnonzero((dataset.y_test == true_c) & (ev["predicted"] == pred_c))
     st.caption(f"{len(cell)} test images")

@@ -37,8 +37,18 @@ def page_setup(title, icon="🔢"):
     return lab, dataset, error
 
 
+PAGES = [("app.py", "Home", "🏠"), ("pages/1_Build.py", "Build", "🏗️"), ("pages/2_Train.py", "Train", "📈"),
+         ("pages/3_Gradient_check.py", "Gradient check", "🧮"), ("pages/4_Predict.py", "Predict", "✏️"),
+         ("pages/5_Evaluate.py", "Evaluate", "🔍"), ("pages/6_Compare.py", "Compare with Keras", "⚖️"),
+         ("pages/7_Data.py", "Data", "🗂️"), ("pages/8_Models.py", "Models", "💾"),
+         ("pages/9_Environment.py", "Environment", "🖥️")]
+
+
 def sidebar_status(lab, dataset, error):
-    """Dataset and network status, on every page."""
+    """Page links, then dataset and network status, on every page."""
+    for path, label, icon in PAGES:
+        st.page_link(path, label=label, icon=icon)
+    st.divider()
     st.markdown("### Digit Lab")
     if dataset is not None:
         st.caption(f"**Data:** {dataset.name}, {len(dataset.y_train):,} train / {len(dataset.y_test):,} test")

@@ -68,6 +68,7 @@ class TrainingJob:
         self._steps, self._loss, self._acc = [], [], []
         self._smooth_loss = self._smooth_acc = None
         self._epochs = []
+        self._batches_per_epoch = 0
         self._thread = threading.Thread(target=self._run, name="digitlab-training", daemon=True)
 
     # --- controls (called from the page) -----------------------------------------------
@@ -161,6 +162,8 @@ class TrainingJob:
     def _record(self, event):
         with self._lock:
             self._last = event
+            if event.kind == "batch":
+                self._batches_per_epoch = event.batches
             if event.kind == "epoch":
                 self._epochs.append(event)
                 return
@@ -201,6 +204,7 @@ class TrainingJob:
                     run_fraction, epoch_fraction = e.run_fraction, e.batch / e.batches
                 else:
                     run_fraction, epoch_fraction = e.run_epoch / e.epochs, 1.0
+                    batch = batches = self._batches_per_epoch
             if self.status == "completed":
                 run_fraction = epoch_fraction = 1.0
             eta = elapsed * (1 - run_fraction) / run_fraction if run_fraction > 0 else float("nan")
