@@ -1,0 +1,150 @@
+"""Named training settings shared by the command line and the dashboard.
+
+A preset is a plain dict (JSON-ready) of everything needed to build a network, an
+optimizer and a TrainConfig. `build(settings)` turns one into those three objects, so
+the CLI and the UI cannot drift apart in how they read a preset.
+
+    net, opt, config = build(preset("recommended"), n_inputs=784, n_classes=10)
+"""
+import copy
+
+from .errors import ConfigError
+
+# The engine's own defaults (what `python -m engine train` uses without --preset).
+DEFAULTS = {
+    "hidden": [64, 32],
+    "activation": "relu",
+    "use_bias": True,
+    "dtype": "float32",
+    "optimizer": "adam",
+    "lr": 0.001,
+    "beta1": 0.9,
+    "beta2": 0.999,
+    "eps": 1e-8,
+    "momentum": 0.9,            # SGD only
+    "weight_decay": 0.0,        # L2 on weights
+    "max_norm": 0.0,            # 0 = off
+    "keep_prob": 1.0,
+    "batch_size": 100,
+    "epochs": 10,
+    "schedule": "constant",     # constant | step | cosine
+    "warmup_epochs": 0.0,
+    "step_epochs": 5.0,         # step schedule: multiply by gamma every step_epochs
+    "gamma": 0.5,
+    "min_lr_fraction": 0.0,     # cosine schedule floor, as a fraction of lr
+    "augment": None,            # None, or AugmentConfig fields as a dict
+    "early_stopping": 0,        # patience in epochs, 0 = off (needs validation_split > 0)
+    "validation_split": 0.0,
+    "scale_inputs": True,
+    "shuffle": True,
+    "description": "Engine defaults: 784-64-32-10 ReLU with biases, Adam 0.001, batch 100, 10 epochs.",
+}
+
+# Default augmentation when a preset or --augment switches it on (engine.augment.AugmentConfig).
+DEFAULT_AUGMENT = {"shift": 2.0, "rotation": 10.0, "scale": 0.1, "elastic": 0.0}
+
+PRESETS = {
+    # The notebook's network and hyper-parameters. Two of its habits are NOT reproduced,
+    # because they are bugs rather than settings: it fed raw 0-255 pixels (we scale to
+    # [0, 1]) and never shuffled (we shuffle every epoch). Set scale_inputs/shuffle to
+    # False to see what those cost.
+    "notebook": {
+        **DEFAULTS,
+        "hidden": [64, 32],
+        "use_bias": False,
+        "dtype": "float64",
+        "keep_prob": 1.0,
+        "lr": 0.001,
+        "batch_size": 100,
+        "epochs": 10,
+        "description": "The notebook's net: 784-64-32-10 ReLU, no biases, float64, Adam 0.001, "
+                       "batch 100, 10 epochs (inputs scaled and shuffled, which the notebook did not).",
+    },
+    # Tuned for issue 6: the best test accuracy on ../shared/data/mnist-sample.npz (4,000 train /
+    # 1,000 test real digits) within 60 s of training on a 2-core machine, measured with one BLAS
+    # thread as the dashboard trains: 98.07% +- 0.15 over seeds 0-2 in about 29 s (24 s of CPU,
+    # about 0.45 s per epoch); the notebook preset gets 92.5% there.
+    # Ablation (benchmarks/ablation.py, 3 seeds each, test accuracy %):
+    #   notebook net, raw pixels, no shuffling ........ see the script's table
+    #   + scaling/shuffling (= "notebook" preset) ..... ~92.4
+    #   + wider 512-256, biases, float32, lr 0.002, batch 64, 60 epochs
+    #   + dropout 0.8 / + augmentation / + cosine schedule / + max-norm 3 = this preset ~98.1
+    # Augmentation is by far the largest gain; wider/longer training only pays with it.
+    # Also tried (1-2 seeds, all within +-0.3 of this): 256-128 (97.3 at 60 epochs), 800-800 and
+    # 1024-512 (97.4-97.8: too slow per epoch to train long enough), 512-256-128, keep_prob 0.6-0.7,
+    # lr 0.001/0.003, batch 128 x 80 epochs, elastic 2 px, stronger shift 3/rotation 15/scale 0.15
+    # (worse, 97.55), no max-norm (98.0 at lr 0.002: max-norm adds little).
+    "recommended": {
+        **DEFAULTS,
+        "hidden": [512, 256],
+        "use_bias": True,
+        "dtype": "float32",
+        "keep_prob": 0.8,
+        "lr": 0.002,
+        "batch_size": 64,
+        "epochs": 60,
+        "schedule": "cosine",
+        "warmup_epochs": 1.0,
+        "max_norm": 3.0,
+        "augment": dict(DEFAULT_AUGMENT),
+        "description": "Recommended: 784-512-256-10 ReLU, dropout 0.8, max-norm 3, Adam 0.002 with 1-epoch "
+                       "warm-up and cosine decay, batch 64, 60 epochs, augmentation (shift 2 px, rotation 10 deg, "
+                       "scale 10%). 98.1% on the 4,000-digit sample's test set in about 30 s on 2 cores.",
+        "tuned": True,
+    },
+}
+
+
+def preset_names():
+    """Names of the available presets."""
+    return list(PRESETS)
+
+
+def preset(name):
+    """A deep copy of the named preset's settings; ConfigError for an unknown name."""
+    if name not in PRESETS:
+        raise ConfigError(f"Unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
+    return copy.deepcopy(PRESETS[name])
+
+
+def defaults():
+    """A deep copy of the engine's default settings."""
+    return copy.deepcopy(DEFAULTS)
+
+
+def make_schedule(settings):
+    """The engine Schedule described by a settings dict."""
+    from .schedules import Schedule
+    return Schedule(kind=settings["schedule"], step_epochs=float(settings["step_epochs"]),
+                    gamma=float(settings["gamma"]), min_fraction=float(settings["min_lr_fraction"]),
+                    warmup_epochs=float(settings["warmup_epochs"]))
+
+
+def make_augment(settings):
+    """An AugmentConfig, or None when augmentation is off."""
+    spec = settings.get("augment")
+    if not spec:
+        return None
+    from .augment import AugmentConfig
+    fields = dict(DEFAULT_AUGMENT)
+    if isinstance(spec, dict):
+        fields.update(spec)
+    return AugmentConfig(**fields)
+
+
+def build(settings, n_inputs=784, n_classes=10, seed=0):
+    """(Network, optimizer, TrainConfig) for a settings dict. Raises ConfigError on bad values."""
+    from .network import Network
+    from .optimizers import make_optimizer
+    from .trainer import TrainConfig
+    s = {**DEFAULTS, **settings}
+    network = Network([n_inputs, *s["hidden"], n_classes], s["activation"], s["use_bias"], s["dtype"], seed=seed)
+    optimizer = make_optimizer(s["optimizer"], lr=s["lr"], beta1=s["beta1"], beta2=s["beta2"], eps=s["eps"],
+                               momentum=s["momentum"], weight_decay=s["weight_decay"],
+                               max_norm=s["max_norm"] or None)
+    config = TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], keep_prob=s["keep_prob"],
+                         validation_split=s["validation_split"], shuffle=s["shuffle"],
+                         scale_inputs=s["scale_inputs"], seed=seed, schedule=make_schedule(s),
+                         augment=make_augment(s), early_stopping=s["early_stopping"])
+    config.validate()
+    return network, optimizer, config
