@@ -112,6 +112,7 @@ def live_progress():
                         key="live_curves", width="stretch")
     if p.epochs_table:
         table = pd.DataFrame(p.epochs_table)[["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]]
+        table = table.dropna(axis=1, how="all")  # no validation split: no empty columns
         st.dataframe(table, hide_index=True, width="stretch",
                      column_config={"seconds": st.column_config.NumberColumn(format="%.2f")})
     if not job.active and record_finished_run(lab):

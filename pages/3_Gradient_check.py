@@ -78,10 +78,15 @@ if result is not None:
     verdict_text = (f"**Verdict: {result.verdict}** — max relative error {result.max_relative_error:.2e} "
                     f"over {sum(l.checked for l in result.layers):,} entries of `{described}`, "
                     f"{result.samples} samples, {seconds:.1f} s.")
+    kinks = sum(l.kinks for l in result.layers)
+    if kinks:
+        verdict_text += (f" {kinks} entr{'y' if kinks == 1 else 'ies'} whose ±ε nudge crossed a ReLU kink "
+                         "(where a finite difference is no derivative) are shown but left out of the verdict.")
     {"excellent": st.success, "fine (kinks)": st.success, "suspicious": st.warning}.get(
         result.verdict, st.error)(verdict_text)
     table = pd.DataFrame([{"array": l.name, "shape": "x".join(map(str, l.shape)), "checked": l.checked,
-                           "max rel. error": l.max_error, "mean rel. error": l.mean_error, "verdict": l.verdict}
+                           "max rel. error": l.max_error, "mean rel. error": l.mean_error,
+                           "kinks left out": l.kinks, "verdict": l.verdict}
                           for l in result.layers])
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"max rel. error": st.column_config.NumberColumn(format="%.2e"),

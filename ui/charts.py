@@ -46,13 +46,15 @@ def training_curves(steps, loss, accuracy, epochs_table):
     fig.add_trace(go.Scatter(x=steps, y=accuracy, mode="lines", name="accuracy (running, per batch)",
                              line=dict(color="#2ca02c", width=1.5)), row=1, col=2)
     if epochs_table:
-        ep = [r["epoch"] for r in epochs_table]
-        for key, col, color, dash in (("loss", 1, INK, None), ("val_loss", 1, "#ff7f0e", "dot"),
-                                      ("accuracy", 2, "#2ca02c", None), ("val_accuracy", 2, "#9467bd", "dot")):
+        ends = [r["epoch"] for r in epochs_table]
+        middles = [e - 0.5 for e in ends]  # a training mean covers the whole epoch; validation is at its end
+        for key, col, color, dash, xs in (("loss", 1, INK, None, middles), ("val_loss", 1, "#ff7f0e", "dot", ends),
+                                          ("accuracy", 2, "#2ca02c", None, middles),
+                                          ("val_accuracy", 2, "#9467bd", "dot", ends)):
             values = [r[key] for r in epochs_table]
             if all(v is None or (isinstance(v, float) and np.isnan(v)) for v in values):
                 continue
-            fig.add_trace(go.Scatter(x=ep, y=values, mode="lines+markers", name=f"{key} (epoch)",
+            fig.add_trace(go.Scatter(x=xs, y=values, mode="lines+markers", name=f"{key} (epoch)",
                                      line=dict(color=color, dash=dash)), row=1, col=col)
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10),
