@@ -4,14 +4,16 @@ and backprop that reuses it.
 All weights and biases live in one flat buffer (`params`) and the layers are views into
 it, so the optimizer updates every parameter in one vectorised pass, in place.
 """
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import ConfigError
-from .layers import ACTIVATIONS, dropout, softmax
+from .layers import ACTIVATIONS, LEAKY_SLOPE, dropout, softmax
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+_NO_CONTEXT = contextlib.nullcontext()
 MAX_LAYER_WIDTH = 16384
 MAX_HIDDEN_LAYERS = 32
 
@@ -96,6 +98,12 @@ class Network:
         self.grads = np.zeros_like(self.params)
         self.weights, self.biases = self._layer_views(self.params)
         self.weight_grads, self.bias_grads = self._layer_views(self.grads)
+        # Each layer's weights with its bias vector as one more row (fan_in + 1, fan_out): the flat
+        # buffer stores W then b, so this is a view. A batch with a column of ones appended then
+        # gets weights and bias in one matrix product, and their gradients in one product too.
+        self._blocks = self._block_views(self.params)
+        self._grad_blocks = self._block_views(self.grads)
+        self._workspaces = {}
         self.epochs_trained = 0
         self.history = []  # one Keras-like dict per epoch trained, across runs
         self.initialize(np.random.default_rng(seed))
@@ -113,6 +121,15 @@ class Network:
             else:
                 biases.append(None)
         return weights, biases
+
+    def _block_views(self, flat):
+        blocks, offset = [], 0
+        extra = 1 if self.use_bias else 0
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
+            size = (fan_in + extra) * fan_out
+            blocks.append(flat[offset:offset + size].reshape(fan_in + extra, fan_out))
+            offset += size
+        return blocks
 
     def initialize(self, rng):
         """Glorot-uniform weights, zero biases."""
@@ -230,13 +247,41 @@ class Network:
         return self.grads
 
     def gradients(self, x, targets, keep_prob=1.0, rng=None, masks=None, fault=None):
-        """Forward + backward on one batch; returns (loss, accuracy, flat gradient buffer)."""
-        from .layers import accuracy, cross_entropy
-        fp = self.forward(x, keep_prob, rng, masks)
-        loss = cross_entropy(fp.probabilities, targets)
-        acc = accuracy(fp.probabilities, targets)
-        self.backward(fp, targets, fault)
-        return loss, acc, self.grads
+        """Forward + backward on one batch; returns (loss, accuracy, flat gradient buffer).
+
+        The training step: it works in preallocated buffers (one set per batch size) and keeps
+        nothing for the caller but the gradients in `self.grads`. `forward` and `backward` are
+        the same computation, step by step, for callers that want the intermediate arrays.
+        """
+        if fault is not None:
+            from .layers import accuracy, cross_entropy
+            fp = self.forward(x, keep_prob, rng, masks)
+            loss = cross_entropy(fp.probabilities, targets)
+            acc = accuracy(fp.probabilities, targets)
+            self.backward(fp, targets, fault)
+            return loss, acc, self.grads
+        ws = self._workspace(len(x))
+        if x is not ws.x:                       # the trainer writes straight into ws.x
+            x = np.asarray(x)
+            np.copyto(ws.x, x.reshape(len(x), -1), casting="unsafe")
+        return ws.step(np.asarray(targets), keep_prob, rng, masks)
+
+    def batch_buffer(self, n):
+        """The (n, inputs) array `gradients` reads a batch of n from: fill it in place and pass it
+        back to skip one copy (valid until the next call with the same n)."""
+        return self._workspace(n).x
+
+    def release_buffers(self):
+        """Free the training-step buffers (the trainer calls this when a run ends)."""
+        self._workspaces.clear()
+
+    def _workspace(self, n):
+        ws = self._workspaces.get(n)
+        if ws is None:
+            if len(self._workspaces) >= 4:      # e.g. full batches, the short last batch, others
+                self._workspaces.clear()
+            ws = self._workspaces[n] = _Workspace(self, n)
+        return ws
 
     def predict_proba(self, x, chunk=8192):
         """Class probabilities with dropout off, in chunks so memory stays small."""
@@ -255,3 +300,175 @@ class Network:
         """Each hidden layer's activations for inputs x (dropout off), for the UI."""
         fp = self.forward(np.atleast_2d(x))
         return fp.hidden
+
+
+class _Workspace:
+    """Buffers for training steps on batches of n samples, reused from step to step.
+
+    With biases, each layer's input has a column of ones appended, so `input @ block` (block =
+    weights with the bias as last row) is the affine map, and `input.T @ delta` gives weight and
+    bias gradients in one product. Hidden activations and deltas live in such full-width
+    (n, width + 1) buffers: the element-wise work runs over whole contiguous arrays (much
+    faster in numpy than over the strided (n, width) views the products read and write), and
+    the extra column stays a column of ones (activations) or of zeros (deltas). The output
+    layer is computed transposed, (classes, n), so that softmax reduces over contiguous rows.
+    """
+
+    def __init__(self, net, n):
+        self.net = net
+        self.n = n
+        dt = net.dtype
+        self.extra = extra = 1 if net.use_bias else 0
+        self.inputs = []                        # inputs[i]: what layer i multiplies, (n, fan_in + extra)
+        for width in net.sizes[:-1]:
+            buf = np.zeros((n, width + extra), dt)
+            if extra:
+                buf[:, width] = 1
+            self.inputs.append(buf)
+        self.x = self.inputs[0][:, :net.sizes[0]]
+        widths = net.sizes[1:-1]
+        self.outs = [buf[:, :w] for buf, w in zip(self.inputs[1:], widths)]    # products write here
+        self.delta_full = [np.zeros((n, w + extra), dt) for w in widths]
+        self.deltas = [buf[:, :w] for buf, w in zip(self.delta_full, widths)]
+        self.active = [np.zeros((n, w + extra), bool) for w in widths]
+        self.scratch = [np.zeros((n, w + extra), dt) for w in widths]
+        self.pre_dropout = None                 # allocated on first use of dropout
+        self.probabilities_t = np.empty((net.sizes[-1], n), dt)                 # (classes, n)
+        self.column = np.empty(n, dt)
+        self.rows = np.arange(n)
+        self.inverse_n = dt(1 / n)
+        self.tiny = np.finfo(dt).tiny
+
+    def _dropout_buffers(self):
+        if self.pre_dropout is None:
+            dt, n, extra = self.net.dtype, self.n, self.extra
+            widths = self.net.sizes[1:-1]
+            self.pre_dropout = []
+            for w in widths:
+                buf = np.zeros((n, w + extra), dt)
+                if extra:
+                    buf[:, w] = 1
+                self.pre_dropout.append(buf)
+            self.random = [np.empty((n, w), np.float32 if dt == np.float32 else np.float64) for w in widths]
+            self.keep = [np.empty((n, w), bool) for w in widths]
+            self.masks = [np.ones((n, w + extra), dt) for w in widths]      # extra column: 1
+
+    def step(self, targets, keep_prob, rng, masks):
+        net = self.net
+        blocks, weights = net._blocks, net.weights
+        kind = net.activation
+        layers = net.num_layers
+        dropout = masks is not None or keep_prob < 1
+        if dropout:
+            self._dropout_buffers()
+            if masks is None and rng is None:
+                rng = np.random.default_rng()
+        used_masks = [None] * (layers - 1)
+        # sigmoid's e^-z overflows to inf for very negative z, which is harmless (the unit gives 0)
+        with np.errstate(over="ignore") if kind == "sigmoid" else _NO_CONTEXT:
+            for i in range(layers - 1):
+                mask = None
+                if dropout:
+                    mask = self.masks[i]
+                    width = net.sizes[i + 1]
+                    if masks is not None:
+                        if masks[i] is None:
+                            mask = None
+                        else:
+                            mask[:, :width] = masks[i]
+                    else:
+                        # the same draws as layers.dropout_mask: uniform < keep_prob, kept x 1/keep_prob
+                        rng.random(dtype=self.random[i].dtype, out=self.random[i])
+                        np.less(self.random[i], keep_prob, out=self.keep[i])
+                        np.multiply(self.keep[i], net.dtype(1 / keep_prob), out=mask[:, :width])
+                used_masks[i] = mask
+                full = self.pre_dropout[i] if mask is not None else self.inputs[i + 1]
+                np.matmul(self.inputs[i], blocks[i], out=full[:, :net.sizes[i + 1]])
+                _activate(kind, full, self.active[i], net.sizes[i + 1] if self.extra else None)
+                if mask is not None:
+                    np.multiply(full, mask, out=self.inputs[i + 1])
+            # Output layer, transposed: logits (classes, n) = block.T @ input.T
+            p = self.probabilities_t
+            np.matmul(blocks[-1].T, self.inputs[-1].T, out=p)
+            column = self.column
+            np.maximum.reduce(p, axis=0, out=column)
+            p -= column
+            np.exp(p, out=p)
+            np.add.reduce(p, axis=0, out=column)
+            p /= column
+            # loss and accuracy, as layers.cross_entropy and layers.accuracy compute them
+            n = self.n
+            if targets.ndim == 1:
+                labels = targets
+                picked = p[targets, self.rows]
+                np.maximum(picked, self.tiny, out=picked)
+                np.log(picked, out=picked)
+                loss = -float(np.add.reduce(picked)) / n
+            else:
+                labels = targets.argmax(axis=1)
+                loss = -float((targets.T * np.log(np.maximum(p, self.tiny))).sum()) / n
+            acc = np.count_nonzero(p.argmax(axis=0) == labels) / n
+            # fused softmax + cross-entropy gradient of the mean loss: (p - y) / n
+            if targets.ndim == 1:
+                p[targets, self.rows] -= 1
+            else:
+                p -= targets.T
+            p *= self.inverse_n
+            grad_blocks = net._grad_blocks
+            np.matmul(self.inputs[-1].T, p.T, out=grad_blocks[-1])
+            if layers == 1:
+                return loss, acc, net.grads
+            np.matmul(p.T, weights[-1].T, out=self.deltas[-1])
+            for i in range(layers - 2, -1, -1):
+                # self.deltas[i]: gradient at hidden layer i's output; through its activation:
+                delta = self.delta_full[i]
+                mask = used_masks[i]
+                if mask is not None:
+                    delta *= mask
+                    h = self.pre_dropout[i]
+                else:
+                    h = self.inputs[i + 1]
+                _activation_slope(kind, delta, h, self.active[i], self.scratch[i])
+                np.matmul(self.inputs[i].T, self.deltas[i], out=grad_blocks[i])
+                if i > 0:               # no delta for the input layer
+                    np.matmul(self.deltas[i], weights[i].T, out=self.deltas[i - 1])
+        return loss, acc, net.grads
+
+
+def _activate(kind, z, active, ones_column=None):
+    """The activation in place over a full-width buffer; `active` (boolean, same shape) records
+    z > 0 for the ReLUs. ReLU and leaky ReLU keep a column of ones as it is; for tanh and
+    sigmoid the column at `ones_column` is put back to 1."""
+    if kind == "relu":
+        np.greater(z, 0, out=active)
+        np.multiply(z, active, out=z)       # faster than np.maximum here; NaN stays NaN
+        return
+    if kind == "leaky_relu":
+        np.less_equal(z, 0, out=active)     # here: where the slope is LEAKY_SLOPE
+        np.multiply(z, z.dtype.type(LEAKY_SLOPE), out=z, where=active)
+        return
+    if kind == "tanh":
+        np.tanh(z, out=z)
+    else:  # sigmoid 1 / (1 + e^-z): exact everywhere; e^-z may overflow to inf, giving 0
+        np.negative(z, out=z)
+        np.exp(z, out=z)
+        z += 1
+        np.reciprocal(z, out=z)
+    if ones_column is not None:
+        z[:, ones_column] = 1
+
+
+def _activation_slope(kind, delta, h, active, scratch):
+    """delta *= the activation's derivative, read from its output h (or the ReLU's record)."""
+    if kind == "relu":
+        np.multiply(delta, active, out=delta)
+    elif kind == "leaky_relu":
+        np.multiply(delta, delta.dtype.type(LEAKY_SLOPE), out=delta, where=active)
+    elif kind == "tanh":
+        np.multiply(h, h, out=scratch)
+        np.subtract(1, scratch, out=scratch)
+        delta *= scratch
+    else:
+        np.subtract(1, h, out=scratch)
+        scratch *= h
+        delta *= scratch

@@ -3,6 +3,8 @@
 Every scalar is cast to the buffer's dtype first: a float64 scalar would silently turn a
 float32 update into float64 arithmetic (slower, and not what the user asked for).
 """
+import math
+
 import numpy as np
 
 from .errors import ConfigError
@@ -62,56 +64,105 @@ class Optimizer:
 
 
 class Adam(Optimizer):
-    """Adam exactly as the notebook's: bias-corrected step size, eps added to sqrt(v)."""
+    """Adam exactly as the notebook's: bias-corrected step size, eps added to sqrt(v).
+
+        m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
+        w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+
+    For speed the moments are stored as m = m_scale * M and v = v_scale * V: the decays
+    b1, b2 then only shrink the two scalars, and M, V are touched once per step (M += c g)
+    instead of being multiplied through first. When a scale gets small it is folded back into
+    its array. The arithmetic is the formula above up to float rounding; `m`, `v` and
+    `state()` give the true moments.
+    """
 
     name = "adam"
+    FOLD_BELOW = 1e-3    # fold a scale back into its array before it drops below this
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, max_norm=None):
         super().__init__(lr, weight_decay, max_norm)
         self.beta1 = _check_fraction("beta1", beta1)
         self.beta2 = _check_fraction("beta2", beta2)
         self.eps = _check_positive("epsilon", eps)
-        self.m = self.v = self._scratch = None
+        self._M = self._V = self._scratch = None
+        self._m_scale = self._v_scale = 1.0
+
+    @property
+    def m(self):
+        """First moment (a new array), or None before the first step."""
+        return None if self._M is None else self._M * self._M.dtype.type(self._m_scale)
+
+    @property
+    def v(self):
+        """Second moment (a new array), or None before the first step."""
+        return None if self._V is None else self._V * self._V.dtype.type(self._v_scale)
 
     def _update(self, params, grads, lr):
-        if self.m is None:
-            self.m, self.v = np.zeros_like(params), np.zeros_like(params)
-        if self._scratch is None or self._scratch.shape != params.shape:
+        if self._M is None or self._M.shape != params.shape or self._M.dtype != params.dtype:
+            self._M, self._V = np.zeros_like(params), np.zeros_like(params)
+            self._m_scale = self._v_scale = 1.0
+        if self._scratch is None or self._scratch.shape != params.shape or self._scratch.dtype != params.dtype:
             self._scratch = np.empty_like(params)
-        cast, tmp = params.dtype.type, self._scratch
-        b1, b2 = self.beta1, self.beta2
-        step = lr * np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
-        # m = b1 m + (1-b1) g ; v = b2 v + (1-b2) g^2, without temporaries
-        self.m *= cast(b1)
-        np.multiply(grads, cast(1 - b1), out=tmp)
-        self.m += tmp
-        self.v *= cast(b2)
+        cast, tmp, M, V = params.dtype.type, self._scratch, self._M, self._V
+        b1, b2, t = self.beta1, self.beta2, self.t
+        # The decays shrink the scales; one that would drop below FOLD_BELOW (every ~65 steps
+        # for b1 = 0.9, every step for b1 = 0) is first folded into its array.
+        self._m_scale *= b1
+        if self._m_scale < self.FOLD_BELOW:
+            M *= cast(self._m_scale)
+            self._m_scale = 1.0
+        self._v_scale *= b2
+        if self._v_scale < self.FOLD_BELOW:
+            V *= cast(self._v_scale)
+            self._v_scale = 1.0
+        # M += (1 - b1) / m_scale * g ;  V += (1 - b2) / v_scale * g^2
+        np.multiply(grads, cast((1 - b1) / self._m_scale), out=tmp)
+        M += tmp
         np.multiply(grads, grads, out=tmp)
-        tmp *= cast(1 - b2)
-        self.v += tmp
-        # params -= step * m / (sqrt(v) + eps)
-        np.sqrt(self.v, out=tmp)
-        tmp += cast(self.eps)
-        np.divide(self.m, tmp, out=tmp)
-        tmp *= cast(step)
+        tmp *= cast((1 - b2) / self._v_scale)
+        V += tmp
+        # w -= step m / (sqrt(v) + eps) with m = sm M, sqrt(v) = sqrt(sv) sqrt(V):
+        #    = (step sm / sqrt(sv)) * M / (sqrt(V) + eps / sqrt(sv))
+        step = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        root_v_scale = math.sqrt(self._v_scale)
+        np.sqrt(V, out=tmp)
+        tmp += cast(self.eps / root_v_scale)
+        np.divide(M, tmp, out=tmp)
+        tmp *= cast(step * self._m_scale / root_v_scale)
         params -= tmp
 
     def config(self):
         return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
+    def _fold(self):
+        """Fold the scales into the arrays: the stored moments become the true m and v."""
+        if self._M is not None:
+            if self._m_scale != 1.0:
+                self._M *= self._M.dtype.type(self._m_scale)
+            if self._v_scale != 1.0:
+                self._V *= self._V.dtype.type(self._v_scale)
+        self._m_scale = self._v_scale = 1.0
+
     def state(self):
+        """t and the true moments m, v (the live arrays: copy them to keep them).
+
+        Reading the state folds the scales first, so an optimizer rebuilt from this state
+        (load_state) continues with exactly the same numbers as this one.
+        """
         state = super().state()
-        if self.m is not None:
-            state.update(m=self.m, v=self.v)
+        if self._M is not None:
+            self._fold()
+            state.update(m=self._M, v=self._V)
         return state
 
     def load_state(self, state, size, dtype):
         super().load_state(state, size, dtype)
+        self._m_scale = self._v_scale = 1.0
         if "m" in state:
-            self.m = np.array(state["m"], dtype=dtype).reshape(size)
-            self.v = np.array(state["v"], dtype=dtype).reshape(size)
+            self._M = np.array(state["m"], dtype=dtype).reshape(size)
+            self._V = np.array(state["v"], dtype=dtype).reshape(size)
         else:
-            self.m = self.v = None
+            self._M = self._V = None
 
 
 class SGD(Optimizer):
@@ -126,13 +177,16 @@ class SGD(Optimizer):
 
     def _update(self, params, grads, lr):
         cast = params.dtype.type
+        if getattr(self, "_scratch", None) is None or self._scratch.shape != params.shape:
+            self._scratch = np.empty_like(params)
+        step = np.multiply(grads, cast(lr), out=self._scratch)
         if not self.momentum:
-            params -= cast(lr) * grads
+            params -= step
             return
-        if self.velocity is None:
+        if self.velocity is None or self.velocity.shape != params.shape:
             self.velocity = np.zeros_like(params)
         self.velocity *= cast(self.momentum)
-        self.velocity -= cast(lr) * grads
+        self.velocity -= step
         params += self.velocity
 
     def config(self):
@@ -155,7 +209,7 @@ def apply_max_norm(network, max_norm):
     """Rescale each hidden unit's incoming weights to norm <= max_norm (as in the dropout paper)."""
     limit = network.dtype(max_norm)
     for w in network.weights[:-1]:
-        norms = np.sqrt((w * w).sum(axis=0))
+        norms = np.sqrt(np.einsum("ij,ij->j", w, w))
         too_big = norms > limit
         if too_big.any():
             w[:, too_big] *= limit / norms[too_big]

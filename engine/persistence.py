@@ -4,8 +4,10 @@ checked against the declared architecture and must be finite."""
 import io
 import json
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -22,7 +24,12 @@ def _text(value):
 
 
 def model_arrays(network, optimizer=None, metadata=None):
-    """Everything saved for a network, as a dict of plain arrays."""
+    """Everything saved for a network, as a dict of plain arrays.
+
+    A network with NaN or infinite weights is refused: the file could never be loaded back.
+    """
+    if not np.isfinite(network.params).all():
+        raise ModelFileError("The network holds NaN or infinite weights; it cannot be saved.")
     arrays = {
         "format": np.array(FORMAT),
         "sizes": np.array(network.sizes, dtype=np.int64),
@@ -70,16 +77,23 @@ def network_bytes(network, optimizer=None, metadata=None):
 
 def load_network(source, max_bytes=MAX_MODEL_BYTES):
     """Load (network, optimizer or None, metadata) from a path or bytes; ModelFileError if bad."""
-    if isinstance(source, (bytes, bytearray)):
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = bytes(source)
         if len(source) > max_bytes:
             raise ModelFileError(f"The file is {len(source) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
-        opened = io.BytesIO(source)
+        head, opened = source[:8], io.BytesIO(source)
     else:
         if not os.path.isfile(source):
             raise ModelFileError(f"No model file at {source}.")
         if os.path.getsize(source) > max_bytes:
             raise ModelFileError(f"{source} is larger than the {max_bytes / 1e6:.0f} MB limit.")
+        try:
+            with open(source, "rb") as f:
+                head = f.read(8)
+        except OSError as e:
+            raise ModelFileError(f"Cannot read {source}: {e.strerror or e}.") from None
         opened = source
+    _check_container(head, opened, max_bytes)
     try:
         with np.load(opened, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -88,9 +102,38 @@ def load_network(source, max_bytes=MAX_MODEL_BYTES):
             raise ModelFileError("The file holds pickled Python objects, which are never loaded "
                                  "(they could run code). Save models with Digit Lab.") from None
         raise ModelFileError(f"Not a Digit Lab model (.npz): {e}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
-        raise ModelFileError(f"Not a readable .npz model file (truncated or another format): {e}") from None
+    except _READ_ERRORS as e:
+        raise ModelFileError(f"Not a readable .npz model file (truncated or damaged): {e}") from None
     return _network_from_arrays(arrays)
+
+
+# What a damaged zip or .npy member can raise while it is read.
+_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, KeyError, zlib.error,
+                NotImplementedError, RuntimeError, struct.error, TypeError)
+
+
+def _check_container(head, opened, max_bytes):
+    """Refuse anything that is not a zip of .npy arrays, before numpy reads it: a bare .npy,
+    a text file (which np.load would otherwise try to unpickle), a damaged archive, or one
+    whose members would expand beyond `max_bytes` (a compression bomb)."""
+    if head.startswith(b"\x93NUMPY"):
+        raise ModelFileError("This is a single NumPy array (.npy), not a saved Digit Lab model (.npz).")
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise ModelFileError("Not a Digit Lab model: a model file is an .npz (zip) archive, and this file is not one.")
+    try:
+        with zipfile.ZipFile(opened) as archive:
+            members = archive.infolist()
+    except _READ_ERRORS as e:
+        raise ModelFileError(f"Not a readable .npz model file (truncated or damaged): {e}") from None
+    finally:
+        if hasattr(opened, "seek"):
+            opened.seek(0)
+    if sum(m.file_size for m in members) > max_bytes:
+        raise ModelFileError(f"The model file's arrays would take more than the {max_bytes / 1e6:.0f} MB limit "
+                             "once unpacked.")
+    odd = [m.filename for m in members if not m.filename.endswith(".npy")]
+    if odd:
+        raise ModelFileError(f"Not a Digit Lab model: the archive holds {odd[0]!r}, which is not a NumPy array.")
 
 
 def _scalar(arrays, key, kind):
@@ -107,41 +150,65 @@ def _json(arrays, key, default):
         return default
     try:
         return json.loads(_scalar(arrays, key, "U"))
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):        # JSONDecodeError is a ValueError
         raise ModelFileError(f"'{key}' in the model file is not valid JSON.") from None
 
 
+def _expected_shapes(sizes, use_bias):
+    """name -> shape of every parameter array the declared architecture needs."""
+    shapes = {}
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), 1):
+        shapes[f"W{i}"] = (fan_in, fan_out)
+        if use_bias:
+            shapes[f"b{i}"] = (fan_out,)
+    return shapes
+
+
 def _network_from_arrays(arrays):
-    if arrays.get("format") is None or _scalar(arrays, "format", "U") != FORMAT:
+    if "format" not in arrays or arrays["format"].dtype.kind != "U" or _scalar(arrays, "format", "U") != FORMAT:
         raise ModelFileError("Not a Digit Lab model: the 'format' marker is missing or unknown.")
     sizes = arrays.get("sizes")
     if sizes is None or sizes.ndim != 1 or sizes.dtype.kind not in "iu":
         raise ModelFileError("The model file's 'sizes' must be a list of whole numbers.")
+    sizes = [int(s) for s in sizes]
     activation = _scalar(arrays, "activation", "U")
     dtype = _scalar(arrays, "dtype", "U")
+    use_bias = bool(_scalar(arrays, "use_bias", "b"))
     try:
-        validate_architecture([int(s) for s in sizes], activation, dtype)
+        validate_architecture(sizes, activation, dtype)
     except ConfigError as e:
         raise ModelFileError(f"The model's architecture is impossible: {e}") from None
-    network = Network([int(s) for s in sizes], activation, bool(_scalar(arrays, "use_bias", "b")), dtype, seed=0)
-    for name, target in network.parameter_arrays():
+    # Every array is checked against the declared architecture before a network is built,
+    # so a small file declaring a gigantic network fails here instead of allocating it.
+    shapes = _expected_shapes(sizes, use_bias)
+    for name, shape in shapes.items():
         value = arrays.get(name)
         if value is None:
             raise ModelFileError(f"The model file lacks {name} for the declared architecture.")
-        if value.shape != target.shape or value.dtype != DTYPES[dtype]:
+        if value.shape != shape or value.dtype != DTYPES[dtype]:
             raise ModelFileError(f"{name} has shape {value.shape} and type {value.dtype}; the architecture "
-                                 f"{'-'.join(map(str, network.sizes))} ({dtype}) needs {target.shape}.")
+                                 f"{'-'.join(map(str, sizes))} ({dtype}) needs {shape} {dtype}.")
         if not np.isfinite(value).all():
             raise ModelFileError(f"{name} holds NaN or infinite weights.")
-        target[...] = value
-    extra = sorted(set(arrays) - set(model_arrays(network)) - {k for k in arrays if k.startswith("optimizer")})
+    known = {"format", "sizes", "activation", "use_bias", "dtype", "epochs_trained", "history", "metadata"}
+    extra = sorted(k for k in arrays if k not in known and k not in shapes and not k.startswith("optimizer"))
     if extra:
         raise ModelFileError(f"Unexpected arrays in the model file: {', '.join(extra)}.")
-    network.epochs_trained = int(_scalar(arrays, "epochs_trained", "iu"))
-    network.history = _json(arrays, "history", [])
-    if not isinstance(network.history, list):
+    epochs_trained = int(_scalar(arrays, "epochs_trained", "iu"))
+    if epochs_trained < 0:
+        raise ModelFileError("The model's epoch count is negative.")
+    history = _json(arrays, "history", [])
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise ModelFileError("The model's history must be a list of epochs.")
-    return network, _optimizer_from_arrays(arrays, network), _json(arrays, "metadata", {})
+    metadata = _json(arrays, "metadata", {})
+    if not isinstance(metadata, dict):
+        raise ModelFileError("The model's metadata must be a JSON object.")
+    network = Network(sizes, activation, use_bias, dtype, seed=0)
+    for name, target in network.parameter_arrays():
+        target[...] = arrays[name]
+    network.epochs_trained = epochs_trained
+    network.history = history
+    return network, _optimizer_from_arrays(arrays, network), metadata
 
 
 def _optimizer_from_arrays(arrays, network):

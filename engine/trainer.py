@@ -5,6 +5,7 @@ Fixed from the notebook: inputs scaled to [0, 1], a fresh shuffle every epoch, a
 batch instead of an index overflow, a validation split, and a clean stop on a non-finite loss
 with the last good weights restored. Stop early by simply not asking for the next event.
 """
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -29,8 +30,12 @@ class TrainConfig:
     augment: object = None          # engine.augment.AugmentConfig or None
     early_stopping: int = 0
 
-    def validate(self, n_samples=None):
-        """Raise ConfigError naming the first impossible setting."""
+    def validate(self, n_samples=None, has_validation_data=False):
+        """Raise ConfigError naming the first impossible setting.
+
+        has_validation_data: the caller passes its own validation set, so `validation_split`
+        is not used (no samples are held out) and early stopping has something to watch.
+        """
         def whole(name, v, low):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
                 raise ConfigError(f"{name} must be a whole number of at least {low}, got {v!r}.")
@@ -41,10 +46,11 @@ class TrainConfig:
             raise ConfigError(f"Dropout keep-probability must be in (0, 1], got {self.keep_prob!r}.")
         if not (isinstance(self.validation_split, (int, float)) and 0 <= self.validation_split < 1):
             raise ConfigError(f"Validation split must be in [0, 1), got {self.validation_split!r}.")
-        if self.early_stopping and not self.validation_split:
+        if self.early_stopping and not self.validation_split and not has_validation_data:
             raise ConfigError("Early stopping watches the validation loss: set a validation split above 0.")
         if n_samples is not None:
-            n_train = n_samples - int(round(n_samples * self.validation_split))
+            held_out = 0 if has_validation_data else int(round(n_samples * self.validation_split))
+            n_train = n_samples - held_out
             if n_train < 1:
                 raise ConfigError("The validation split leaves no samples to train on.")
             if self.batch_size > n_train:
@@ -118,8 +124,35 @@ def batch_inputs(x, idx, dtype, scale):
     return batch
 
 
+def check_data(network, x, y, what="training"):
+    """Raise ConfigError unless x, y fit the network: one row of the right width per label, labels
+    whole numbers in [0, classes) (or one-hot rows), finite inputs. Checked once per run, so a
+    mistake is reported up front rather than as a crash or a 'diverged' run half-way through."""
+    x, y = np.asarray(x), np.asarray(y)
+    inputs, classes = network.sizes[0], network.sizes[-1]
+    if x.ndim < 2 or int(np.prod(x.shape[1:])) != inputs:
+        raise ConfigError(f"The {what} images have shape {x.shape[1:]} per sample; the network takes {inputs} inputs.")
+    if len(y) != len(x):
+        raise ConfigError(f"{len(x)} {what} images but {len(y)} labels.")
+    if y.ndim == 1:
+        if y.dtype.kind not in "iu":
+            raise ConfigError(f"The {what} labels must be whole numbers, got {y.dtype}.")
+        if len(y) and (y.min() < 0 or y.max() >= classes):
+            raise ConfigError(f"The {what} labels must be in 0..{classes - 1}; found {y.min()}..{y.max()}.")
+    elif y.ndim != 2 or y.shape[1] != classes:
+        raise ConfigError(f"One-hot {what} labels must have {classes} columns, got shape {y.shape}.")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ConfigError(f"The {what} images contain NaN or infinite values.")
+    if x.dtype.kind not in "fiub":
+        raise ConfigError(f"The {what} images must be numbers, got {x.dtype}.")
+
+
 def evaluate(network, x, y, scale=True, chunk=8192):
-    """(loss, accuracy) of the network on x, y with dropout off."""
+    """(loss, accuracy) of the network on x, y with dropout off.
+
+    scale: divide uint8 pixels by 255 (as the trainer does). Float inputs are used as they are.
+    """
+    scale = bool(scale) and np.asarray(x).dtype == np.uint8
     n = x.shape[0]
     total_loss = correct = 0.0
     for start in range(0, n, chunk):
@@ -146,10 +179,23 @@ def trainer(network, optimizer, x, y, config=None, validation=None):
     x: images (n, 28, 28) or (n, features), uint8 pixels (scaled on the fly) or floats.
     y: integer labels (n,) or one-hot (n, k). validation: optional (x_val, y_val); otherwise
     `config.validation_split` of x is held out. The network's history and epoch count grow,
-    so a later call continues the curves.
+    so a later call continues the curves. Bad settings or data raise ConfigError at the first
+    next(). When the run ends, or the caller closes the generator, the network's training
+    buffers are released.
     """
+    try:
+        yield from _run(network, optimizer, x, y, config, validation)
+    finally:
+        network.release_buffers()
+
+
+def _run(network, optimizer, x, y, config, validation):
+    x, y = np.asarray(x), np.asarray(y)
     config = config or TrainConfig()
-    config.validate(x.shape[0])
+    config.validate(x.shape[0], has_validation_data=validation is not None)
+    check_data(network, x, y, "training")
+    if validation is not None:
+        check_data(network, *validation, "validation")
     scale = config.scale_inputs and x.dtype == np.uint8
     if validation is None and config.validation_split > 0:
         train_idx, val_idx = split_validation(x.shape[0], config.validation_split, config.seed)
@@ -158,7 +204,10 @@ def trainer(network, optimizer, x, y, config=None, validation=None):
     if config.augment is not None:
         from .augment import augment_batch
 
+    x = x.reshape(len(x), -1)  # (n, 28, 28) images -> (n, 784) rows, a view when contiguous
     n, bs = x.shape[0], config.batch_size
+    pixel_scale = network.dtype(1 / 255)
+    gather_buffers = {}  # batch size -> uint8 rows, reused
     batches = -(-n // bs)  # ceil: the last batch may be short
     start_time = time.perf_counter()
     best = None  # (val_loss, params copy, optimizer state) for early stopping
@@ -174,20 +223,32 @@ def trainer(network, optimizer, x, y, config=None, validation=None):
         seen = 0
         for b in range(batches):
             idx = order[b * bs:(b + 1) * bs]
-            xb = batch_inputs(x, idx, network.dtype, scale)
             if config.augment is not None:
-                xb = augment_batch(xb, config.augment, augment_rng)
+                xb = augment_batch(batch_inputs(x, idx, network.dtype, scale), config.augment, augment_rng)
+            else:
+                # Gather, convert and scale straight into the network's input buffer (one pass).
+                xb = network.batch_buffer(len(idx))
+                if scale:
+                    gathered = gather_buffers.get(len(idx))
+                    if gathered is None:
+                        gathered = gather_buffers[len(idx)] = np.empty((len(idx), x.shape[1]), np.uint8)
+                    np.multiply(np.take(x, idx, axis=0, out=gathered), pixel_scale, out=xb)
+                else:
+                    np.copyto(xb, x[idx], casting="unsafe")
             yb = y[idx]
             lr = learning_rate(optimizer.lr, config.schedule, run_epoch - 1 + b / batches, config.epochs)
-            loss, acc, _ = network.gradients(xb, yb, config.keep_prob, dropout_rng)
-            if not np.isfinite(loss) or not np.isfinite(network.grads).all():
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                # a diverging run overflows on its way to NaN: reported below, not warned about
+                loss, acc, _ = network.gradients(xb, yb, config.keep_prob, dropout_rng)
+                if math.isfinite(loss):
+                    optimizer.step(network, lr)
+            if not math.isfinite(loss):  # inf/NaN weights show up here on the next batch
                 restore(network, optimizer, good)
                 yield EndEvent("diverged",
                                f"Training diverged: the loss became {loss} in epoch {epoch}, batch {b + 1}. "
                                f"The weights from before this epoch were kept. Try a smaller learning rate.",
                                epochs_done, time.perf_counter() - start_time)
                 return
-            optimizer.step(network, lr)
             seen += len(idx)
             loss_sum += loss * len(idx)
             correct_sum += acc * len(idx)
