@@ -70,6 +70,7 @@ class BatchEvent:
     lr: float
     elapsed: float          # seconds since the run started
     samples_per_sec: float
+    accuracy: float = float("nan")  # this batch's accuracy
     kind: str = "batch"
 
     @property
@@ -254,7 +255,7 @@ def _run(network, optimizer, x, y, config, validation):
             correct_sum += acc * len(idx)
             now = time.perf_counter()
             yield BatchEvent(epoch, run_epoch, config.epochs, b + 1, batches, loss, loss_sum / seen,
-                             correct_sum / seen, lr, now - start_time, seen / max(now - epoch_start, 1e-9))
+                             correct_sum / seen, lr, now - start_time, seen / max(now - epoch_start, 1e-9), acc)
         if not np.isfinite(network.params).all():
             restore(network, optimizer, good)
             yield EndEvent("diverged", f"Training diverged in epoch {epoch}: weights became non-finite. "
@@ -285,7 +286,7 @@ def _run(network, optimizer, x, y, config, validation):
         restore(network, optimizer, best[1], keep_history=True)
         message = f"Completed {epochs_done} epochs; restored the best weights (epoch {best[2]})."
     else:
-        message = f"Completed {epochs_done} epochs."
+        message = f"Completed {epochs_done} epoch{'s' if epochs_done != 1 else ''}."
     yield EndEvent("completed", message, epochs_done, time.perf_counter() - start_time)
 
 

@@ -43,7 +43,7 @@ def training_curves(steps, loss, accuracy, epochs_table):
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
     fig.add_trace(go.Scatter(x=steps, y=loss, mode="lines", name="loss (per batch, smoothed)",
                              line=dict(color=INK, width=1.5)), row=1, col=1)
-    fig.add_trace(go.Scatter(x=steps, y=accuracy, mode="lines", name="accuracy (running, per batch)",
+    fig.add_trace(go.Scatter(x=steps, y=accuracy, mode="lines", name="accuracy (per batch, smoothed)",
                              line=dict(color="#2ca02c", width=1.5)), row=1, col=2)
     if epochs_table:
         ends = [r["epoch"] for r in epochs_table]

@@ -170,12 +170,12 @@ class TrainingJob:
             # Smoothed per-batch curves (exponential moving average, like TensorBoard's).
             a = 0.9 if self._smooth_loss is not None else 0.0
             loss_ema = a * (self._smooth_loss or 0.0) + (1 - a) * event.loss
-            acc_ema = a * (self._smooth_acc or 0.0) + (1 - a) * event.running_accuracy
+            acc_ema = a * (self._smooth_acc or 0.0) + (1 - a) * event.accuracy
             self._smooth_loss, self._smooth_acc = loss_ema, acc_ema
             step = (event.epoch - 1) + event.batch / event.batches
             self._steps.append(step)
             self._loss.append(loss_ema)
-            self._acc.append(event.running_accuracy)
+            self._acc.append(acc_ema)
             if len(self._steps) > MAX_CURVE_POINTS:  # keep every other point: bounded memory
                 self._steps, self._loss, self._acc = self._steps[::2], self._loss[::2], self._acc[::2]
 
