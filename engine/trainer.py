@@ -198,15 +198,15 @@ def _run(network, optimizer, x, y, config, validation):
     if validation is not None:
         check_data(network, *validation, "validation")
     scale = config.scale_inputs and x.dtype == np.uint8
-    if validation is None and config.validation_split > 0:
-        train_idx, val_idx = split_validation(x.shape[0], config.validation_split, config.seed)
+    rows = None  # training rows of x when a validation split is held out (indexed, not copied:
+    if validation is None and config.validation_split > 0:  # the dataset is shared between sessions)
+        rows, val_idx = split_validation(x.shape[0], config.validation_split, config.seed)
         validation = (x[val_idx], y[val_idx])
-        x, y = x[train_idx], y[train_idx]
     if config.augment is not None:
         from .augment import augment_batch
 
     x = x.reshape(len(x), -1)  # (n, 28, 28) images -> (n, 784) rows, a view when contiguous
-    n, bs = x.shape[0], config.batch_size
+    n, bs = (x.shape[0] if rows is None else len(rows)), config.batch_size
     pixel_scale = network.dtype(1 / 255)
     gather_buffers = {}  # batch size -> uint8 rows, reused
     batches = -(-n // bs)  # ceil: the last batch may be short
@@ -218,6 +218,8 @@ def _run(network, optimizer, x, y, config, validation):
         epoch = network.epochs_trained + 1
         shuffle_rng, dropout_rng, augment_rng = epoch_rngs(config.seed, epoch)
         order = shuffle_rng.permutation(n) if config.shuffle else np.arange(n)
+        if rows is not None:
+            order = rows[order]
         good = snapshot(network, optimizer)  # restored if this epoch diverges
         epoch_start = time.perf_counter()
         loss_sum = correct_sum = 0.0
