@@ -201,16 +201,15 @@ def sidebar_frame_heading(page):
 # --- navigation (client-side, keeps the session) -----------------------------------------
 
 def go_to(page, url_path):
-    """Click the sidebar link to `url_path` ("" for Home). A full page load would start a new
-    session and lose the lab, so never use page.goto() in the middle of a flow."""
-    nav = page.get_by_test_id("stSidebarNav")
-    links = nav.get_by_test_id("stSidebarNavLink")
-    link = links.first if not url_path else nav.locator(f'a[data-testid=stSidebarNavLink][href$="/{url_path}"]')
-    if not link.count():
-        more = nav.get_by_test_id("stSidebarNavViewButton")  # long page lists are collapsed
-        if more.count():
-            more.click()
-    link.first.click()
+    """Click the frame's page link in the sidebar to `url_path` ("" for Home). A full page load
+    would start a new session and lose the lab, so never use page.goto() in the middle of a
+    flow. (.streamlit/config.toml hides Streamlit's own page list; ui/frame.py draws links.)"""
+    links = page.get_by_test_id("stSidebar").locator("a[data-testid=stPageLink-NavLink]")
+    if not url_path:
+        links.first.click()  # Home comes first
+        return
+    page.get_by_test_id("stSidebar").locator(
+        f'a[data-testid=stPageLink-NavLink][href$="{url_path}"]').first.click()
 
 
 # --- drawing -----------------------------------------------------------------------------
