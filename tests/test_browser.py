@@ -166,7 +166,7 @@ def test_build_train_check_predict_flow(chromium, flow_server, shots):
             page.wait_for_timeout(250)
         assert value is not None and value >= 100, (
             f"run progress bar did not reach 100 within {TRAIN_TIMEOUT_S} s; values seen: {seen}")
-        main_area(page).get_by_text("Test accuracy", exact=True).wait_for(timeout=30_000)
+        main_area(page).get_by_text("Test accuracy", exact=True).first.wait_for(timeout=30_000)
         main_area(page).get_by_text(re.compile(r"epoch 2/2")).first.wait_for()
         settle(page)
         assert_no_exception(page, "Train")
