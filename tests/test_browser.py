@@ -11,6 +11,7 @@ DIGITLAB_UPDATE_SCREENSHOTS=1 the final screenshot of each page is also copied t
 docs/screenshots/ for the README.
 """
 import re
+from pathlib import Path
 import tempfile
 import time
 
@@ -106,6 +107,34 @@ def _progress_value(page):
         return None
     value = bar.get_attribute("aria-valuenow")
     return float(value) if value else None
+
+
+def _check_evaluate(page):
+    """The confusion matrix is drawn (a plotly heatmap)."""
+    main_area(page).get_by_text("Confusion matrix", exact=True).wait_for()
+    assert main_area(page).locator(".js-plotly-plot .heatmaplayer").count() >= 1, "no confusion-matrix heatmap"
+
+
+def _check_compare(page):
+    """Run the Keras comparison: the forward check and the comparison table appear."""
+    main_area(page).get_by_role("button", name="Run the comparison").click()
+    main_area(page).get_by_text("Forward check at initialisation").wait_for(timeout=180_000)
+    settle(page)
+    text = main_area(page).inner_text()
+    assert "agree" in text and "DISAGREE" not in text, text[:500]
+    assert main_area(page).get_by_test_id("stDataFrame").count() >= 1, "no comparison table"
+
+
+def _check_models(page):
+    """The download button yields a model file that loads back into the engine."""
+    from engine.persistence import load_network
+    with page.expect_download(timeout=60_000) as download:
+        main_area(page).get_by_role("button", name=re.compile("Download the current network")).click()
+    network, optimizer, metadata = load_network(Path(download.value.path()).read_bytes())
+    assert network.epochs_trained == 2 and optimizer is not None, (network.describe(), metadata)
+
+
+PAGE_CHECKS = {"Evaluate": _check_evaluate, "Compare": _check_compare, "Models": _check_models}
 
 
 def _prediction(page, timeout=PAGE_TIMEOUT_MS):
@@ -231,6 +260,7 @@ def test_build_train_check_predict_flow(chromium, flow_server, shots):
             wait_title(page, title)
             settle(page)
             assert_no_exception(page, url_path)
+            PAGE_CHECKS.get(url_path, lambda page: None)(page)
             screenshot(page, shots, name)
 
         # Home again: it now shows the trained network
