@@ -60,7 +60,7 @@ def engine_alone(data, layers, epochs, threads):
 def through_ui(data, layers, epochs):
     from playwright.sync_api import sync_playwright
 
-    from browser_support import StreamlitServer, launch_chromium, settle
+    from browser_support import StreamlitServer, go_to, launch_chromium, settle
     server = StreamlitServer(data).start()
     try:
         with sync_playwright() as p:
@@ -68,13 +68,13 @@ def through_ui(data, layers, epochs):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{server.url}/Build")
             settle(page)
-            box = page.get_by_label("Hidden layer widths (comma-separated)")
+            box = page.get_by_label("Hidden layer widths (comma-separated)", exact=True)
             box.fill(layers)
             box.press("Enter")
             settle(page)
             page.get_by_role("button", name="Create network").click()
             page.get_by_text("Untrained test accuracy").wait_for(timeout=60_000)
-            page.goto(f"{server.url}/Train")
+            go_to(page, "Train")  # a link click keeps the session (page.goto would start a new one)
             settle(page)
             epochs_box = page.get_by_label("Epochs", exact=True)
             epochs_box.fill(str(epochs))
