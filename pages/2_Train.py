@@ -108,8 +108,12 @@ def live_progress():
             st.caption(f"Run time {p.elapsed:.2f} s · seconds per epoch: "
                        + ", ".join(f"{s:.3f}" for s in seconds), help="Measured inside the training thread.")
     if p.batch_steps:
+        # While training, Streamlit remounts the chart at every redraw (its identity hashes the
+        # data), so hover and zoom could not be used anyway: a static plot costs the browser
+        # far less CPU, which the training shares. Once the run ends, the chart is interactive.
         st.plotly_chart(training_curves(p.batch_steps, p.batch_loss, p.batch_accuracy, p.epochs_table),
-                        key="live_curves", width="stretch")
+                        key="live_curves", width="stretch",
+                        config={"staticPlot": True} if job.active else None)
     if p.epochs_table:
         table = pd.DataFrame(p.epochs_table)[["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]]
         table = table.dropna(axis=1, how="all")  # no validation split: no empty columns

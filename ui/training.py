@@ -1,12 +1,20 @@
-"""Training in a background thread, watched by the pages.
+"""Training in the background, watched by the pages.
 
-The thread never calls Streamlit: it runs the engine's trainer and writes progress into a
-lock-guarded `TrainingJob` that a polling fragment reads. So training keeps going while the
-user clicks, navigates or reruns, and Pause/Stop reach it through events within ~0.1 s.
-A server-wide semaphore caps simultaneous runs (one BLAS thread each) so a class sharing
-one server keeps the CPU usable; extra runs wait in a queue and say so.
+Each run trains in a child process forked from the server (a thread where the platform cannot
+fork). Why a process: the server's own Python work (reruns, charts, websockets) and the
+training loop would otherwise share one GIL, and every hand-over costs the trainer up to a
+switch interval (5 ms) between its NumPy calls; a forked child has its own interpreter and
+shares the read-only dataset pages with the server (copy-on-write), so memory stays flat.
+
+The child streams events in small bundles (a few times a second) and the weights, optimizer
+state and history after every epoch and at the end; a watcher thread in the server writes
+them into a lock-guarded `TrainingJob` that a polling fragment reads. Pause/Stop travel as
+process-shared events within ~0.1 s. A server-wide semaphore caps simultaneous runs (one BLAS
+thread each) so a class sharing one server keeps the CPU usable; extra runs wait and say so.
 """
+import multiprocessing
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,8 +25,13 @@ from engine.trainer import evaluate, trainer
 
 MAX_RUNS = max(1, int(os.environ.get("DIGITLAB_MAX_RUNS", os.cpu_count() or 1)))
 _RUN_SLOTS = threading.BoundedSemaphore(MAX_RUNS)
-MAX_CURVE_POINTS = 1500  # per-batch points kept for the live chart (older ones thinned)
+MAX_CURVE_POINTS = 400  # per-batch points kept for the live chart (thinned: light to redraw)
 POLL_SECONDS = 0.1
+SEND_SECONDS = 0.1       # how often the child sends its batch events
+# "process" (default where fork exists) or "thread" (DIGITLAB_TRAINING=thread).
+TRAINING_MODE = ("process" if os.environ.get("DIGITLAB_TRAINING", "process") == "process"
+                 and "fork" in multiprocessing.get_all_start_methods() else "thread")
+_FORK = multiprocessing.get_context("fork") if TRAINING_MODE == "process" else None
 
 
 @dataclass
@@ -62,14 +75,15 @@ class TrainingJob:
 
     def __post_init__(self):
         self._lock = threading.Lock()
-        self._pause = threading.Event()
-        self._stop = threading.Event()
+        events = _FORK or threading  # process-shared events when the run is in a child
+        self._pause, self._stop = events.Event(), events.Event()
+        self._tab_closed = False
         self._last = None
         self._steps, self._loss, self._acc = [], [], []
         self._smooth_loss = self._smooth_acc = None
         self._epochs = []
         self._batches_per_epoch = 0
-        self._thread = threading.Thread(target=self._run, name="digitlab-training", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="digitlab-training-watch", daemon=True)
 
     # --- controls (called from the page) -----------------------------------------------
     def start(self):
@@ -98,7 +112,7 @@ class TrainingJob:
     def paused(self):
         return self._pause.is_set()
 
-    # --- the thread ---------------------------------------------------------------------
+    # --- the watcher thread (in the server) ----------------------------------------------
     def _run(self):
         try:
             if not self._wait_for_slot():
@@ -124,40 +138,82 @@ class TrainingJob:
         return self.session_alive is None or self.session_alive()
 
     def _train(self):
+        """Start the trainer (child process or thread) and relay what it sends until it ends."""
         with self._lock:
             self.status, self.message = "running", "Training…"
-        steps = trainer(self.network, self.optimizer, self.x_train, self.y_train, self.config)
-        last_check = time.monotonic()
-        for event in steps:
-            if event.kind == "end":
-                self._record_test_accuracy()
-                self._finish(event.reason, event.message)
-                return
-            self._record(event)
-            # Between batches: honour Pause/Stop and notice a closed tab (cheaply, 5x a second).
-            if self._pause.is_set() or time.monotonic() - last_check > 0.2:
-                last_check = time.monotonic()
-                if not self._wait_while_paused():
-                    steps.close()  # the network keeps the weights of the last finished batch
-                    self._record_test_accuracy()
-                    why = "Stopped" if self._stop.is_set() else "The browser tab closed; stopped"
-                    self._finish("stopped", f"{why} during epoch {event.epoch}; the network keeps its "
-                                            "weights as they were at that moment.")
-                    return
+        in_process = _FORK is not None
+        receiver, sender = (_FORK or multiprocessing).Pipe(duplex=False)
+        args = (sender, self._pause, self._stop, self.network, self.optimizer, self.x_train, self.y_train,
+                self.x_test, self.y_test, self.config)
+        if in_process:  # forked: the child starts with this process's memory, nothing is copied
+            worker = _FORK.Process(target=_child_main, args=(*args, os.getpid()), daemon=True,
+                                   name="digitlab-training")
+        else:
+            worker = threading.Thread(target=run_trainer, args=(*args, None, False), daemon=True,
+                                      name="digitlab-training")
+        worker.start()
+        if in_process:
+            sender.close()  # the child holds the only sending end: its exit reads as EOF here
+        try:
+            self._relay(receiver, worker)
+        finally:
+            receiver.close()
+            worker.join(timeout=10)
+            if in_process and worker.is_alive():
+                worker.kill()
 
-    def _wait_while_paused(self):
-        """Block while paused; False when the run should end (Stop, or the session is gone)."""
-        if self._pause.is_set():
-            with self._lock:
-                self.status, self.message = "paused", "Paused: press Resume to continue."
-        while self._pause.is_set() and not self._stop.is_set() and self._alive():
-            time.sleep(POLL_SECONDS)
-        if self._stop.is_set() or not self._alive():
-            return False
+    def _relay(self, receiver, worker):
+        last_check = 0.0
+        while True:
+            if time.monotonic() - last_check > 0.2:  # a closed tab or Pause, 5x a second
+                last_check = time.monotonic()
+                self._notice_controls()
+            try:
+                if not receiver.poll(POLL_SECONDS):
+                    if not worker.is_alive() and not receiver.poll():
+                        raise EOFError
+                    continue
+                message = receiver.recv()
+            except (EOFError, OSError):
+                code = getattr(worker, "exitcode", None)
+                self._finish("failed", f"The training process ended unexpectedly (exit code {code}; out of "
+                                       "memory?). The network keeps the weights of its last finished epoch.")
+                return
+            kind = message[0]
+            if kind == "events":
+                for event in message[1]:
+                    self._record(event)
+            elif kind == "weights":
+                self._apply(*message[1:])
+            elif kind == "end":
+                _, reason, text, self.test_accuracy = message
+                self._finish(reason, self._stop_message() if reason == "stopped" else text)
+                return
+            elif kind == "failed":
+                self._finish("failed", message[1])
+                return
+
+    def _notice_controls(self):
+        if not self._alive():
+            self._tab_closed = True
+            self._stop.set()
         with self._lock:
-            if self.status == "paused":
+            if self.status == "running" and self._pause.is_set():
+                self.status, self.message = "paused", "Paused: press Resume to continue."
+            elif self.status == "paused" and not self._pause.is_set():
                 self.status, self.message = "running", "Training…"
-        return True
+
+    def _stop_message(self):
+        why = "The browser tab closed; stopped" if self._tab_closed else "Stopped"
+        when = f"during epoch {self._last.epoch}" if self._last is not None else "before the first batch"
+        return f"{why} {when}; the network keeps its weights as they were at that moment."
+
+    def _apply(self, params, optimizer_state, epochs_trained, history):
+        """Weights, optimizer state and history sent by the child (after each epoch, at the end)."""
+        self.network.params[...] = params  # in place: views held by the pages stay valid
+        self.optimizer.load_state(optimizer_state, params.size, params.dtype)
+        self.network.epochs_trained = epochs_trained
+        self.network.history[:] = history
 
     def _record(self, event):
         with self._lock:
@@ -178,11 +234,6 @@ class TrainingJob:
             self._acc.append(acc_ema)
             if len(self._steps) > MAX_CURVE_POINTS:  # keep every other point: bounded memory
                 self._steps, self._loss, self._acc = self._steps[::2], self._loss[::2], self._acc[::2]
-
-    def _record_test_accuracy(self):
-        if len(self.y_test):
-            _, acc = evaluate(self.network, self.x_test, self.y_test)
-            self.test_accuracy = float(acc)
 
     def _finish(self, status, message):
         with self._lock:
@@ -211,6 +262,78 @@ class TrainingJob:
             return Progress(self.status, self.message, run_fraction, epoch_fraction, run_epoch, epochs,
                             batch, batches, sps, elapsed, eta, lr, list(self._steps), list(self._loss),
                             list(self._acc), [ev.as_record() for ev in self._epochs], self.test_accuracy)
+
+
+
+
+# --- the trainer's side (child process, or thread) -----------------------------------------
+def _child_main(*args):
+    """Entry of the forked child: default signal handling (the server's handlers would only
+    ask its event loop, which does not run here, to stop), then train."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    run_trainer(*args, send_weights=True)
+
+
+def _state_of(network, optimizer):
+    """The message that carries a network's training state to the server (pickled: a copy)."""
+    return ("weights", network.params, dict(optimizer.state()), network.epochs_trained, list(network.history))
+
+
+def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_test, y_test, config,
+                parent_pid=None, send_weights=False):
+    """Run the engine's trainer, sending ("events", [...]) bundles, ("weights", ...) after each
+    epoch and at the end (send_weights: the network lives in another process), then
+    ("end", reason, message, test_accuracy) or ("failed", message). Honours pause/stop
+    between batches; ends by itself if the parent process is gone."""
+    pending, last_send = [], time.monotonic()
+
+    def flush():
+        nonlocal pending, last_send
+        if pending:
+            sender.send(("events", pending))
+            pending = []
+        last_send = time.monotonic()
+
+    def parent_alive():
+        return parent_pid is None or os.getppid() == parent_pid
+
+    try:
+        steps = trainer(network, optimizer, x_train, y_train, config)
+        reason = message = None
+        for event in steps:
+            if event.kind == "end":
+                reason, message = event.reason, event.message
+                break
+            pending.append(event)
+            if event.kind == "epoch":
+                flush()
+                if send_weights:
+                    sender.send(_state_of(network, optimizer))
+            elif time.monotonic() - last_send > SEND_SECONDS:
+                flush()
+            if pause.is_set() or stop.is_set():
+                flush()
+                while pause.is_set() and not stop.is_set() and parent_alive():
+                    time.sleep(POLL_SECONDS)
+                if stop.is_set() or not parent_alive():
+                    steps.close()  # the network keeps the weights of the last finished batch
+                    reason = "stopped"
+                    break
+        flush()
+        test_accuracy = float(evaluate(network, x_test, y_test)[1]) if len(y_test) else float("nan")
+        if send_weights:
+            sender.send(_state_of(network, optimizer))
+        sender.send(("end", reason, message, test_accuracy))
+    except (BrokenPipeError, EOFError):
+        pass  # the server went away: nothing to report to
+    except Exception as error:  # reported on the page; the network keeps its last weights
+        try:
+            sender.send(("failed", f"Training failed: {type(error).__name__}: {error}"))
+        except OSError:
+            pass
+    finally:
+        sender.close()
 
 
 def session_checker():
