@@ -110,7 +110,7 @@ def main():
     parser.add_argument("--data", default=default_data())
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("DIGITLAB_MAX_RUNS", os.cpu_count() or 1)))
+    from ui.training import BLAS_THREADS_PER_RUN as threads  # what the app gives a run
     cores = sorted(os.sched_getaffinity(0))
     placements = {"same cores": None}
     if len(cores) >= 2:

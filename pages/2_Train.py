@@ -82,13 +82,21 @@ if lab.train_error:
     lab.train_error = None
 
 
-@st.fragment(run_every=0.5 if lab.training else None)
+LIVE_SECONDS, QUEUED_SECONDS = 0.5, 2.0
+# A run waiting for a slot has nothing new to draw: polling it slowly keeps a full queue from
+# costing the server (and the running runs) a redraw per tab twice a second.
+refresh = None if not lab.training else QUEUED_SECONDS if lab.job.status == "queued" else LIVE_SECONDS
+
+
+@st.fragment(run_every=refresh)
 def live_progress():
     """Redrawn twice a second while training: bars, curves, table (one chart per run)."""
     job = lab.job
     if job is None:
         st.info("Press **Start training**. Training goes on if you visit other pages.")
         return
+    if refresh == QUEUED_SECONDS and job.status != "queued":
+        st.rerun()  # the run got its slot: redraw the page at the live rate
     p = job.progress()
     eta = "–" if math.isnan(p.eta) else f"{p.eta:.0f} s"
     st.progress(min(p.run_fraction, 1.0),

@@ -11,18 +11,16 @@ import streamlit as st
 from ui.datasets import current_dataset
 from ui.runs import record_finished_run
 from ui.state import get_lab
-from ui.training import MAX_RUNS
+from ui.training import BLAS_THREADS_PER_RUN
 
 
 @st.cache_resource
 def _limit_blas_threads():
-    """One BLAS thread per training run: several runs at once then share the cores instead of
-    oversubscribing them (measured: 2.7x faster with two concurrent tabs)."""
-    import os
-
+    """Few BLAS threads per training run (one on small machines): several runs at once then
+    share the cores instead of oversubscribing them (measured: 2.7x faster with two concurrent
+    tabs). Training processes fork from the server and inherit the limit."""
     from threadpoolctl import threadpool_limits
-    threads = max(1, (os.cpu_count() or 1) // MAX_RUNS)
-    return threadpool_limits(limits=threads, user_api="blas")
+    return threadpool_limits(limits=BLAS_THREADS_PER_RUN, user_api="blas")
 
 
 def page_setup(title, icon="🔢"):

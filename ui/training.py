@@ -23,7 +23,12 @@ import numpy as np
 
 from engine.trainer import evaluate, trainer
 
-MAX_RUNS = max(1, int(os.environ.get("DIGITLAB_MAX_RUNS", os.cpu_count() or 1)))
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+# One core is left for serving pages: a class's page loads stay quick while runs train.
+MAX_RUNS = max(1, int(os.environ.get("DIGITLAB_MAX_RUNS", CORES - 1)))
+# BLAS threads per run: the cores the runs may use, shared out (2-thread OpenBLAS collapses
+# when anything else wants its cores, so on small machines this is 1).
+BLAS_THREADS_PER_RUN = max(1, (CORES - 1) // MAX_RUNS)
 _RUN_SLOTS = threading.BoundedSemaphore(MAX_RUNS)
 MAX_CURVE_POINTS = 400  # per-batch points kept for the live chart (thinned: light to redraw)
 POLL_SECONDS = 0.1
