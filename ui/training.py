@@ -1,10 +1,10 @@
 """Training in the background, watched by the pages.
 
-Each run trains in a child process forked from the server (a thread where the platform cannot
-fork). Why a process: the server's own Python work (reruns, charts, websockets) and the
-training loop would otherwise share one GIL, and every hand-over costs the trainer up to a
-switch interval (5 ms) between its NumPy calls; a forked child has its own interpreter and
-shares the read-only dataset pages with the server (copy-on-write), so memory stays flat.
+Each run trains in a child process forked from the server (on Linux; a thread elsewhere, or
+with DIGITLAB_TRAINING=thread). Why a process: the server's own Python work (reruns, charts,
+websockets) and the training loop would otherwise share one GIL, and every hand-over costs the
+trainer up to a switch interval (5 ms) between its NumPy calls; a forked child has its own
+interpreter and shares the read-only dataset pages with the server (copy-on-write), so memory stays flat.
 
 The child streams events in small bundles (a few times a second) and the weights, optimizer
 state and history after every epoch and at the end; a watcher thread in the server writes
@@ -15,6 +15,7 @@ thread each) so a class sharing one server keeps the CPU usable; extra runs wait
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,9 +34,10 @@ _RUN_SLOTS = threading.BoundedSemaphore(MAX_RUNS)
 MAX_CURVE_POINTS = 400  # per-batch points kept for the live chart (thinned: light to redraw)
 POLL_SECONDS = 0.1
 SEND_SECONDS = 0.1       # how often the child sends its batch events
-# "process" (default where fork exists) or "thread" (DIGITLAB_TRAINING=thread).
+# "process" (default on Linux) or "thread" (DIGITLAB_TRAINING=thread; elsewhere: macOS's
+# system libraries are not fork-safe once threads run, and Windows cannot fork).
 TRAINING_MODE = ("process" if os.environ.get("DIGITLAB_TRAINING", "process") == "process"
-                 and "fork" in multiprocessing.get_all_start_methods() else "thread")
+                 and sys.platform.startswith("linux") else "thread")
 _FORK = multiprocessing.get_context("fork") if TRAINING_MODE == "process" else None
 
 
@@ -162,6 +164,7 @@ class TrainingJob:
         try:
             self._relay(receiver, worker)
         finally:
+            self._stop.set()  # whatever ended the relay, the trainer must not go on
             receiver.close()
             worker.join(timeout=10)
             if in_process and worker.is_alive():
