@@ -112,3 +112,26 @@ def test_live_chart_spec_is_valid_plotly():
                                               "loss (epoch)", "val_loss (epoch)", "accuracy (epoch)",
                                               "val_accuracy (epoch)"]
     assert {t.xaxis for t in checked.data} == {"x", "x2"}  # loss left, accuracy right
+
+
+def test_finished_run_still_shows_its_speed(synthetic, mode):
+    job = make_job(synthetic, epochs=1).start()
+    job.join(60)
+    p = job.progress()
+    assert job.status == "completed" and p.batch == p.batches > 0 and p.samples_per_sec > 0
+
+
+def test_live_curves_stay_evenly_spaced_and_bounded(synthetic):
+    """However long the run, the per-batch curve keeps at most MAX_CURVE_POINTS points spread
+    evenly over the whole run (old epochs are not thinned away)."""
+    from engine.trainer import BatchEvent
+    job = make_job(synthetic)
+    batches = 540
+    for epoch in range(1, 11):
+        for b in range(1, batches + 1):
+            job._record(BatchEvent(epoch, epoch, 10, b, batches, 1.0, 1.0, 0.5, 1e-3, 0.0, 1.0, 0.5))
+    steps = np.array(job.progress().batch_steps)
+    gaps = np.diff(steps)
+    assert training.MAX_CURVE_POINTS / 2 <= len(steps) <= training.MAX_CURVE_POINTS
+    assert gaps.max() <= 1.01 * gaps.min()      # one spacing from the first epoch to the last
+    assert steps[0] < 0.05 and steps[-1] > 9.9

@@ -90,6 +90,8 @@ class TrainingJob:
         self._smooth_loss = self._smooth_acc = None
         self._epochs = []
         self._batches_per_epoch = 0
+        self._samples_per_sec = 0.0  # of the last batch (still shown once the epoch has ended)
+        self._batches_seen, self._stride = 0, 1     # thinning of the live curves (see _record)
         self._thread = threading.Thread(target=self._run, name="digitlab-training-watch", daemon=True)
 
     # --- controls (called from the page) -----------------------------------------------
@@ -227,7 +229,7 @@ class TrainingJob:
         with self._lock:
             self._last = event
             if event.kind == "batch":
-                self._batches_per_epoch = event.batches
+                self._batches_per_epoch, self._samples_per_sec = event.batches, event.samples_per_sec
             if event.kind == "epoch":
                 self._epochs.append(event)
                 return
@@ -236,12 +238,17 @@ class TrainingJob:
             loss_ema = a * (self._smooth_loss or 0.0) + (1 - a) * event.loss
             acc_ema = a * (self._smooth_acc or 0.0) + (1 - a) * event.accuracy
             self._smooth_loss, self._smooth_acc = loss_ema, acc_ema
-            step = (event.epoch - 1) + event.batch / event.batches
-            self._steps.append(step)
+            # Every `_stride`-th batch becomes a point; when the points exceed the cap, every
+            # other one goes and the stride doubles, so old and new parts stay equally dense.
+            self._batches_seen += 1
+            if (self._batches_seen - 1) % self._stride:
+                return
+            self._steps.append((event.epoch - 1) + event.batch / event.batches)
             self._loss.append(loss_ema)
             self._acc.append(acc_ema)
-            if len(self._steps) > MAX_CURVE_POINTS:  # keep every other point: bounded memory
+            if len(self._steps) > MAX_CURVE_POINTS:
                 self._steps, self._loss, self._acc = self._steps[::2], self._loss[::2], self._acc[::2]
+                self._stride *= 2
 
     def _finish(self, status, message):
         with self._lock:
@@ -264,6 +271,7 @@ class TrainingJob:
                 else:
                     run_fraction, epoch_fraction = e.run_epoch / e.epochs, 1.0
                     batch = batches = self._batches_per_epoch
+                    sps = self._samples_per_sec
             if self.status == "completed":
                 run_fraction = epoch_fraction = 1.0
             eta = elapsed * (1 - run_fraction) / run_fraction if run_fraction > 0 else float("nan")
