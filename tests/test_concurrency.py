@@ -11,8 +11,10 @@ The sessions' Chromium runs at nice 19 (students' browsers are on their own mach
   own architecture, its own history and its own test accuracy (equal to the same run replayed
   alone through the app's code in this process), the server's RSS grows by much less than a
   copy of the dataset per session, and a fresh /Data page load during the runs shows its
-  title in under 3 s (DIGITLAB_PAGE_LOAD_LIMIT_S). When other jobs already load the machine
-  (1-min load average above 2 per core before the runs) the page-load check only warns.
+  title in under 3 s (DIGITLAB_PAGE_LOAD_LIMIT_S) or, when this machine's browsers make even an
+  idle load slow, in under 3x the same browser's idle load: most of a load is Chromium
+  starting Streamlit's JavaScript on the cores that the test's own 9 tabs share, while a
+  blocked server (say, one whose training shared its GIL) takes 10 s or more.
 - test_closed_tabs_free_their_slots (DIGITLAB_MAX_RUNS=2): two long runs hold both slots and a third tab's run
   waits; closing the two tabs ends their runs (the thread polls its session's liveness), the
   third run starts within a second or so, and no training process of the closed runs is left.
@@ -38,7 +40,6 @@ import re
 import statistics
 import time
 import urllib.request
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,11 +58,10 @@ MAX_RUNS = max(1, CORES - 1)   # the app's default (ui/training.py): one core ke
 CONCURRENT_SESSIONS = 8
 EPOCHS = 25
 BASE_WIDTH = 96            # session i gets one hidden layer of BASE_WIDTH + 8 * i units
-PAGE_LOADS = 3
+PAGE_LOADS = 5
 PAGE_LOAD_LIMIT_S = float(os.environ.get("DIGITLAB_PAGE_LOAD_LIMIT_S", 3.0))
 PAGE_LOAD_TIMEOUT_S = 30
-OVERLOADED_PER_CORE = 2.0  # 1-min load average per core, before the runs, above which other
-                           # jobs on the machine dominate the timing (the 3 s check only warns)
+PAGE_LOAD_IDLE_FACTOR = 3.0  # ... or this many times the idle load in the same browser
 TRAIN_TIMEOUT_S = 240      # all queued runs, on a shared 2-core machine
 QUEUE_MESSAGE = "Waiting for a free training slot"
 RUNNING_MESSAGE = "Training…"
@@ -657,7 +657,6 @@ def test_sessions_train_concurrently(browsers, server):
         bound = rss_bound_per_session(sample, widths[-1])
         waited = [s.name for s in batch.sessions if s.showed_queue_message()]
         loads = [x.seconds for x in batch.page_loads]
-        finite = [x for x in loads if math_finite(x)]
         median_load = statistics.median(loads) if loads else float("nan")
 
         print(f"\nconcurrency: {len(held)} sessions held, {CONCURRENT_SESSIONS} training at once with "
@@ -710,17 +709,11 @@ def test_sessions_train_concurrently(browsers, server):
         # Responsiveness.
         assert len(loads) == PAGE_LOADS and all(x.active_at_start >= 1 for x in batch.page_loads), (
             f"the page loads were not timed during the runs: {[x.active_at_start for x in batch.page_loads]}")
-        if median_load >= PAGE_LOAD_LIMIT_S:
-            message = (f"/Data took {loads} s (median {median_load:.2f} s) during the runs, limit "
-                       f"{PAGE_LOAD_LIMIT_S} s; idle {idle_load:.2f} s; plain HTTP {batch.http_seconds} s; "
-                       f"load average {load_before[0]:.1f} before the runs, {load_after[0]:.1f} after, "
-                       f"on {os.cpu_count()} cores")
-            overloaded = load_before[0] / (os.cpu_count() or 1) > OVERLOADED_PER_CORE
-            if overloaded and finite:
-                warnings.warn(f"machine overloaded by other jobs, not failing: {message}")
-                print(f"  WARNING (machine overloaded): {message}")
-            else:
-                pytest.fail(message)
+        limit = max(PAGE_LOAD_LIMIT_S, PAGE_LOAD_IDLE_FACTOR * idle_load)
+        assert median_load < limit, (
+            f"/Data took {loads} s (median {median_load:.2f} s) during the runs, limit {limit:.2f} s "
+            f"(idle {idle_load:.2f} s); plain HTTP {batch.http_seconds} s; load average "
+            f"{load_before[0]:.1f} before the runs, {load_after[0]:.1f} after, on {os.cpu_count()} cores")
     finally:
         for s in held:
             s.close()
