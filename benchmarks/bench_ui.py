@@ -15,6 +15,8 @@ Two placements of the browser, both measured:
 
     python benchmarks/bench_ui.py [--epochs 5] [--layers 64,32] [--data PATH] [--repeats 2]
 
+Also: a fresh server's first page, from navigation to its title (the 2 s budget of issue 3).
+
 Data: Fashion-MNIST from Debian's dataset-fashion-mnist (60,000 images) when installed,
 else ../shared/data/mnist-sample.npz. Prints a Markdown table and the ratio UI / engine.
 """
@@ -103,6 +105,31 @@ def through_ui(data, layers, epochs, browser_core=None):
     return {"elapsed": elapsed, "epoch_seconds": seconds}
 
 
+def first_page(data):
+    """(seconds from `streamlit run` to the server answering, seconds from navigating to Home on
+    that fresh server to its title being visible) in a new Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    from browser_support import StreamlitServer, launch_chromium
+    from test_concurrency import H1_TIMER_JS
+    started = time.monotonic()
+    server = StreamlitServer(data).start()
+    up = time.monotonic() - started
+    try:
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            context = browser.new_context()
+            context.add_init_script(H1_TIMER_JS)  # notes when the h1 is first visible
+            page = context.new_page()
+            page.goto(server.url, wait_until="commit")
+            page.wait_for_function("() => window.__digitlabH1", timeout=60_000)
+            shown = page.evaluate("() => window.__digitlabH1") / 1000
+            browser.close()
+    finally:
+        server.stop()
+    return up, shown
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=5)
@@ -120,6 +147,7 @@ def main():
         runs["engine alone"].append(engine_alone(args.data, args.layers, args.epochs, threads))
         for name, core in placements.items():
             runs[name].append(through_ui(args.data, args.layers, args.epochs, core))
+    firsts = [first_page(args.data) for _ in range(args.repeats)]
     medians = {name: statistics.median(r["elapsed"] for r in rs) for name, rs in runs.items()}
     print(f"data: {args.data}; 784-{args.layers.replace(',', '-')}-10, batch 100, {args.epochs} epochs, "
           f"validation split 0.1, {threads} BLAS thread(s); median of {args.repeats} runs each")
@@ -131,6 +159,8 @@ def main():
     for name in placements:
         ratio = medians[name] / medians["engine alone"]
         print(f"UI / engine, browser on {name} = {ratio:.3f}  (cost of the UI: {100 * (ratio - 1):+.1f}%)")
+    print("first page on a fresh server: " + "; ".join(
+        f"server up {up:.2f} s, Home's title visible {shown:.2f} s after navigating" for up, shown in firsts))
 
 
 if __name__ == "__main__":

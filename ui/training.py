@@ -14,6 +14,7 @@ thread each) so a class sharing one server keeps the CPU usable; extra runs wait
 """
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import threading
@@ -292,8 +293,37 @@ def _child_main(*args):
 
 
 def _state_of(network, optimizer):
-    """The message that carries a network's training state to the server (pickled: a copy)."""
-    return ("weights", network.params, dict(optimizer.state()), network.epochs_trained, list(network.history))
+    """The weights message: copies, since training goes on while it is being sent."""
+    state = {k: np.array(v, copy=True) for k, v in optimizer.state().items()}
+    return ("weights", network.params.copy(), state, network.epochs_trained, [dict(h) for h in network.history])
+
+
+class _Outbox:
+    """Messages to the server, written by a thread of their own: a weights message is larger
+    than the pipe's buffer, and training should not wait for the server to read it."""
+
+    def __init__(self, sender):
+        self._sender, self._queue = sender, queue.SimpleQueue()
+        self.broken = False  # the server is gone
+        self._thread = threading.Thread(target=self._pump, name="digitlab-outbox", daemon=True)
+        self._thread.start()
+
+    def post(self, message):
+        self._queue.put(message)
+
+    def _pump(self):
+        while (message := self._queue.get()) is not None:
+            try:
+                self._sender.send(message)
+            except OSError:  # BrokenPipeError: nobody to report to any more
+                self.broken = True
+                return
+
+    def close(self):
+        """Send what is queued, then close the pipe."""
+        self._queue.put(None)
+        self._thread.join()
+        self._sender.close()
 
 
 def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_test, y_test, config,
@@ -302,17 +332,18 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
     epoch and at the end (send_weights: the network lives in another process), then
     ("end", reason, message, test_accuracy) or ("failed", message). Honours pause/stop
     between batches; ends by itself if the parent process is gone."""
+    outbox = _Outbox(sender)
     pending, last_send = [], time.monotonic()
 
     def flush():
         nonlocal pending, last_send
         if pending:
-            sender.send(("events", pending))
+            outbox.post(("events", pending))
             pending = []
         last_send = time.monotonic()
 
     def parent_alive():
-        return parent_pid is None or os.getppid() == parent_pid
+        return not outbox.broken and (parent_pid is None or os.getppid() == parent_pid)
 
     try:
         steps = trainer(network, optimizer, x_train, y_train, config)
@@ -325,10 +356,10 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
             if event.kind == "epoch":
                 flush()
                 if send_weights:
-                    sender.send(_state_of(network, optimizer))
+                    outbox.post(_state_of(network, optimizer))
             elif time.monotonic() - last_send > SEND_SECONDS:
                 flush()
-            if pause.is_set() or stop.is_set():
+            if pause.is_set() or stop.is_set() or outbox.broken:
                 flush()
                 while pause.is_set() and not stop.is_set() and parent_alive():
                     time.sleep(POLL_SECONDS)
@@ -339,17 +370,12 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
         flush()
         test_accuracy = float(evaluate(network, x_test, y_test)[1]) if len(y_test) else float("nan")
         if send_weights:
-            sender.send(_state_of(network, optimizer))
-        sender.send(("end", reason, message, test_accuracy))
-    except (BrokenPipeError, EOFError):
-        pass  # the server went away: nothing to report to
+            outbox.post(_state_of(network, optimizer))
+        outbox.post(("end", reason, message, test_accuracy))
     except Exception as error:  # reported on the page; the network keeps its last weights
-        try:
-            sender.send(("failed", f"Training failed: {type(error).__name__}: {error}"))
-        except OSError:
-            pass
+        outbox.post(("failed", f"Training failed: {type(error).__name__}: {error}"))
     finally:
-        sender.close()
+        outbox.close()
 
 
 def session_checker():
