@@ -26,8 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from test_concurrency import (  # noqa: E402  (after the path set-up)
-    BASE_WIDTH, MAX_RUNS, MB, LimitedServer, Session, first_page, idle_page_load, launch_background_chromium,
-    launch_chromium,
+    BASE_WIDTH, MAX_RUNS, MB, LimitedServer, Session, first_page, idle_page_load, launch_chromium,
     load_average, math_finite, run_batch,
 )
 
@@ -63,7 +62,7 @@ def main(argv=None):
     rows, held = [], []
     try:
         with sync_playwright() as pw:
-            tabs, visitor = launch_background_chromium(pw, server.tmp), launch_chromium(pw)
+            tabs, visitor = launch_chromium(pw), launch_chromium(pw)
             try:
                 t0 = time.monotonic()
                 held.append(first_page(tabs, server))
