@@ -176,7 +176,7 @@ class TrainingJob:
     def _relay(self, receiver, worker):
         last_check = 0.0
         while True:
-            if time.monotonic() - last_check > 0.2:  # a closed tab or Pause, 5x a second
+            if time.monotonic() - last_check > 0.2:  # a closed tab, 5x a second
                 last_check = time.monotonic()
                 self._notice_controls()
             try:
@@ -196,6 +196,10 @@ class TrainingJob:
                     self._record(event)
             elif kind == "weights":
                 self._apply(*message[1:])
+            elif kind in ("paused", "resumed"):
+                with self._lock:
+                    self.status, self.message = (("paused", "Paused: press Resume to continue.") if kind == "paused"
+                                                 else ("running", "Training…"))
             elif kind == "end":
                 _, reason, text, self.test_accuracy = message
                 self._finish(reason, self._stop_message() if reason == "stopped" else text)
@@ -208,11 +212,6 @@ class TrainingJob:
         if not self._alive():
             self._tab_closed = True
             self._stop.set()
-        with self._lock:
-            if self.status == "running" and self._pause.is_set():
-                self.status, self.message = "paused", "Paused: press Resume to continue."
-            elif self.status == "paused" and not self._pause.is_set():
-                self.status, self.message = "running", "Training…"
 
     def _stop_message(self):
         why = "The browser tab closed; stopped" if self._tab_closed else "Stopped"
@@ -361,8 +360,11 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
                 flush()
             if pause.is_set() or stop.is_set() or outbox.broken:
                 flush()
-                while pause.is_set() and not stop.is_set() and parent_alive():
-                    time.sleep(POLL_SECONDS)
+                if pause.is_set() and not stop.is_set():
+                    outbox.post(("paused",))  # after every event so far: the page's view is exact
+                    while pause.is_set() and not stop.is_set() and parent_alive():
+                        time.sleep(POLL_SECONDS)
+                    outbox.post(("resumed",))
                 if stop.is_set() or not parent_alive():
                     steps.close()  # the network keeps the weights of the last finished batch
                     reason = "stopped"
