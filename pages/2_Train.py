@@ -114,7 +114,7 @@ def live_progress():
         if p.epochs_table:
             seconds = [r["seconds"] for r in p.epochs_table]
             st.caption(f"Run time {p.elapsed:.2f} s · seconds per epoch: "
-                       + ", ".join(f"{s:.3f}" for s in seconds), help="Measured inside the training thread.")
+                       + ", ".join(f"{s:.3f}" for s in seconds), help="Measured where the network trains (its own process).")
     if p.batch_steps:
         # While training, Streamlit remounts the chart at every redraw (its identity hashes the
         # data), so hover and zoom could not be used anyway: a static plot costs the browser
