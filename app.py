@@ -7,9 +7,7 @@ from engine.errors import DatasetError
 from ui.datasets import NO_DATA_HELP, dataset_summary, retry, save_upload
 from ui.frame import page_setup
 
-lab, dataset, error = page_setup("Home", "🏠")
-
-st.title("🔢 Digit Lab")
+lab, dataset, error = page_setup("Home", "🏠", heading="🔢 Digit Lab")
 st.markdown(
     "Build a feed-forward neural network, train it on handwritten digits while you watch it "
     "learn, **prove its backpropagation right** with gradient checks, then test it on random "

@@ -9,8 +9,7 @@ from ui.charts import architecture_figure
 from ui.frame import page_setup, require_dataset
 from ui.settings import apply_preset, bind, remember, settings
 
-lab, dataset, error = page_setup("Build", "🏗️")
-st.title("🏗️ Build a network")
+lab, dataset, error = page_setup("Build", "🏗️", heading="🏗️ Build a network")
 
 presets = st.columns([1, 1, 3])
 presets[0].button("Notebook preset", key="preset_notebook", on_click=apply_preset, args=(lab, "notebook"),

@@ -11,7 +11,6 @@ from ui.runs import FINISHED_LABELS, describe_differences, record_finished_run, 
 from ui.settings import bind, remember
 
 lab, dataset, error = page_setup("Train", "📈")
-st.title("📈 Train")
 require_dataset(dataset, error)
 require_network(lab, dataset)
 

@@ -11,7 +11,6 @@ from ui.charts import error_heatmap, error_histogram
 from ui.frame import mismatch, page_setup, require_dataset
 
 lab, dataset, error = page_setup("Gradient check", "🧮")
-st.title("🧮 Gradient check")
 st.markdown(
     "Backpropagation computes every gradient in one backward pass. Here each one is compared with a "
     "**central finite difference** — nudge one weight by ±ε, recompute the loss, take the slope — in "

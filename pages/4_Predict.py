@@ -8,7 +8,6 @@ from ui.charts import probability_bars
 from ui.frame import page_setup, require_dataset, require_network
 
 lab, dataset, error = page_setup("Predict", "✏️")
-st.title("✏️ Predict")
 require_dataset(dataset, error)
 require_network(lab, dataset)
 net = lab.network

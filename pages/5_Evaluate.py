@@ -8,7 +8,6 @@ from ui.charts import confusion_figure, image_grid, probability_bars
 from ui.frame import page_setup, require_dataset, require_network
 
 lab, dataset, error = page_setup("Evaluate", "🔍")
-st.title("🔍 Evaluate")
 require_dataset(dataset, error)
 require_network(lab, dataset)
 net, names = lab.network, dataset.class_names

@@ -10,7 +10,6 @@ from engine.errors import EngineError
 from ui.frame import page_setup, require_dataset, require_network
 
 lab, dataset, error = page_setup("Compare with Keras", "⚖️")
-st.title("⚖️ Compare with Keras")
 st.markdown(
     "Your current architecture is rebuilt in **Keras** with a copy of the engine's weights. First a forward "
     "check (do both give the same probabilities?), then both train on **the same batches in the same order** "

@@ -7,7 +7,6 @@ from ui.charts import image_grid
 from ui.frame import page_setup, require_dataset
 
 lab, dataset, error = page_setup("Data", "🗂️")
-st.title("🗂️ Data")
 require_dataset(dataset, error)
 names = [str(n) for n in dataset.class_names]
 

@@ -8,7 +8,6 @@ from ui.frame import mismatch, page_setup
 from ui.models import UPLOAD_LIMIT_BYTES, adopt, list_models, metadata_for, models_dir, safe_name, save_current
 
 lab, dataset, error = page_setup("Models", "💾")
-st.title("💾 Models")
 st.caption(f"Saved in `{models_dir().resolve()}` (set `DIGITLAB_MODELS_DIR` to change).")
 busy = lab.training
 

@@ -5,7 +5,6 @@ from engine.info import bug_report_text, environment_info
 from ui.frame import page_setup
 
 lab, dataset, error = page_setup("Environment", "🖥️")
-st.title("🖥️ Environment")
 
 info = environment_info(include_tensorflow=False)
 if st.button("Check TensorFlow and GPUs (takes a few seconds)", key="env_tf"):

@@ -137,23 +137,34 @@ def running_server(sample_path):
 
 # --- the app's pages ---------------------------------------------------------------------
 
+PAGE_SETUP = re.compile(r"""page_setup\(\s*"([^"]+)",\s*"([^"]+)"(?:,\s*heading="([^"]+)")?""")
+
+
+def page_heading(path):
+    """The h1 a page script shows: `page_setup(title, icon, heading=...)` in its source
+    (heading, or "icon title"), or None when the call is not written with plain literals."""
+    match = PAGE_SETUP.search(Path(path).read_text(encoding="utf-8"))
+    if match is None:
+        return None
+    title, icon, heading = match.groups()
+    return heading or f"{icon} {title}"
+
+
 def app_pages(root=ROOT):
     """[(url_path, name, title)] of pages/*.py in sidebar order: url_path is the file name without
     its numeric prefix ("Gradient_check"), name is its lower-case form for screenshots, title
-    is the first `st.title("...")` literal of the script (None when it is not a plain literal)."""
+    is the page's h1 (see page_heading)."""
     found = []
     for path in (Path(root) / "pages").glob("*.py"):
         match = re.match(r"^(\d*)_?(.+)$", path.stem)
         order = int(match.group(1)) if match.group(1) else 10 ** 6
         url_path = match.group(2)
-        title = re.search(r"""st\.title\(\s*(['"])(.+?)\1\s*[,)]""", path.read_text(encoding="utf-8"))
-        found.append((order, url_path, url_path.lower(), title.group(2) if title else None))
+        found.append((order, url_path, url_path.lower(), page_heading(path)))
     return [(u, n, t) for _, u, n, t in sorted(found)]
 
 
 def home_title(root=ROOT):
-    match = re.search(r"""st\.title\(\s*(['"])(.+?)\1""", (Path(root) / "app.py").read_text(encoding="utf-8"))
-    return match.group(2) if match else None
+    return page_heading(Path(root) / "app.py")
 
 
 # --- waiting and checking ----------------------------------------------------------------

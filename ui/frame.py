@@ -23,9 +23,12 @@ def _limit_blas_threads():
     return threadpool_limits(limits=BLAS_THREADS_PER_RUN, user_api="blas")
 
 
-def page_setup(title, icon="🔢"):
-    """Configure the page and draw the sidebar; returns (lab, dataset or None, data error)."""
+def page_setup(title, icon="🔢", heading=None):
+    """Configure the page, show its heading, draw the sidebar; returns (lab, dataset or None,
+    data error). The heading goes first so that a first visit shows it before the dataset
+    has loaded (~0.5 s for 70,000 images)."""
     st.set_page_config(page_title=f"{title} · Digit Lab", page_icon=icon, layout="wide")
+    st.title(heading or f"{icon} {title}")
     _limit_blas_threads()
     lab = get_lab()
     record_finished_run(lab)  # a run that ended while the user was elsewhere is kept
