@@ -319,15 +319,10 @@ class _Workspace:
         self.n = n
         dt = net.dtype
         self.extra = extra = 1 if net.use_bias else 0
-        self.inputs = []                        # inputs[i]: what layer i multiplies, (n, fan_in + extra)
-        for width in net.sizes[:-1]:
-            buf = np.zeros((n, width + extra), dt)
-            if extra:
-                buf[:, width] = 1
-            self.inputs.append(buf)
+        # inputs[i]: what layer i multiplies, (n, fan_in + extra)
+        self.inputs = [self._activations_buffer(width) for width in net.sizes[:-1]]
         self.x = self.inputs[0][:, :net.sizes[0]]
         widths = net.sizes[1:-1]
-        self.outs = [buf[:, :w] for buf, w in zip(self.inputs[1:], widths)]    # products write here
         self.delta_full = [np.zeros((n, w + extra), dt) for w in widths]
         self.deltas = [buf[:, :w] for buf, w in zip(self.delta_full, widths)]
         self.active = [np.zeros((n, w + extra), bool) for w in widths]
@@ -339,16 +334,18 @@ class _Workspace:
         self.inverse_n = dt(1 / n)
         self.tiny = np.finfo(dt).tiny
 
+    def _activations_buffer(self, width):
+        """(n, width + extra) zeros whose extra column (with biases) is all ones."""
+        buf = np.zeros((self.n, width + self.extra), self.net.dtype)
+        if self.extra:
+            buf[:, width] = 1
+        return buf
+
     def _dropout_buffers(self):
         if self.pre_dropout is None:
             dt, n, extra = self.net.dtype, self.n, self.extra
             widths = self.net.sizes[1:-1]
-            self.pre_dropout = []
-            for w in widths:
-                buf = np.zeros((n, w + extra), dt)
-                if extra:
-                    buf[:, w] = 1
-                self.pre_dropout.append(buf)
+            self.pre_dropout = [self._activations_buffer(w) for w in widths]
             self.random = [np.empty((n, w), np.float32 if dt == np.float32 else np.float64) for w in widths]
             self.keep = [np.empty((n, w), bool) for w in widths]
             self.masks = [np.ones((n, w + extra), dt) for w in widths]      # extra column: 1

@@ -38,6 +38,13 @@ class Optimizer:
         self.weight_decay = _check_positive("L2 weight decay", weight_decay, allow_zero=True)
         self.max_norm = None if max_norm in (None, 0) else _check_positive("Max-norm", max_norm)
         self.t = 0
+        self._scratch = None
+
+    def _scratch_like(self, params):
+        """A work array shaped like `params`, kept between steps (no allocation per step)."""
+        if self._scratch is None or self._scratch.shape != params.shape or self._scratch.dtype != params.dtype:
+            self._scratch = np.empty_like(params)
+        return self._scratch
 
     def step(self, network, lr=None):
         """Apply one update from `network.grads` to `network.params` (in place)."""
@@ -84,7 +91,7 @@ class Adam(Optimizer):
         self.beta1 = _check_fraction("beta1", beta1)
         self.beta2 = _check_fraction("beta2", beta2)
         self.eps = _check_positive("epsilon", eps)
-        self._M = self._V = self._scratch = None
+        self._M = self._V = None
         self._m_scale = self._v_scale = 1.0
 
     @property
@@ -101,9 +108,7 @@ class Adam(Optimizer):
         if self._M is None or self._M.shape != params.shape or self._M.dtype != params.dtype:
             self._M, self._V = np.zeros_like(params), np.zeros_like(params)
             self._m_scale = self._v_scale = 1.0
-        if self._scratch is None or self._scratch.shape != params.shape or self._scratch.dtype != params.dtype:
-            self._scratch = np.empty_like(params)
-        cast, tmp, M, V = params.dtype.type, self._scratch, self._M, self._V
+        cast, tmp, M, V = params.dtype.type, self._scratch_like(params), self._M, self._V
         b1, b2, t = self.beta1, self.beta2, self.t
         # The decays shrink the scales; one that would drop below FOLD_BELOW (every ~65 steps
         # for b1 = 0.9, every step for b1 = 0) is first folded into its array.
@@ -177,9 +182,7 @@ class SGD(Optimizer):
 
     def _update(self, params, grads, lr):
         cast = params.dtype.type
-        if getattr(self, "_scratch", None) is None or self._scratch.shape != params.shape:
-            self._scratch = np.empty_like(params)
-        step = np.multiply(grads, cast(lr), out=self._scratch)
+        step = np.multiply(grads, cast(lr), out=self._scratch_like(params))
         if not self.momentum:
             params -= step
             return

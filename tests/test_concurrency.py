@@ -63,7 +63,6 @@ PAGE_LOAD_LIMIT_S = float(os.environ.get("DIGITLAB_PAGE_LOAD_LIMIT_S", 3.0))
 PAGE_LOAD_TIMEOUT_S = 30
 PAGE_LOAD_IDLE_FACTOR = 3.5  # ... or this many times the idle load in the same browser (seen:
                              # 2.0-2.9x on 2 cores with the 9 tabs' own browsers on them)
-SWEEP_SECONDS = 0.5        # how often this thread reads every tab (each read lays a tab out)
 TRAIN_TIMEOUT_S = 240      # all queued runs, on a shared 2-core machine
 QUEUE_MESSAGE = "Waiting for a free training slot"
 RUNNING_MESSAGE = "Training…"
@@ -405,7 +404,6 @@ def math_finite(x):
 @dataclass
 class BatchResult:
     sessions: list
-    sweeps: int
     runs: dict                    # job -> (start, end) holding a slot, s after the Start clicks (server log)
     max_running_shown: int        # tabs whose first view after Start said "Training…"
     server_most: int              # most runs holding a slot at once, logged in the server
@@ -459,9 +457,8 @@ def _run_batch(server, sessions, visitor, page_loads, timeout):
     first_views = {s.name: wait_status(s, {"waiting", "running", "completed"}, 60) for s in sessions}
     for s in sessions:
         go_to(s.page, "")
-    loads, http, sweeps, pending = [], [], 0, None
+    loads, http, pending = [], [], None
     while True:
-        sweeps += 1
         ended = sum(end is not None for start, end in server.runs().values() if start >= origin)
         active = len(sessions) - ended
         if pending is not None and pending.poll(active) is not None:
@@ -485,7 +482,7 @@ def _run_batch(server, sessions, visitor, page_loads, timeout):
         wait_title(s.page, titles()["Train"])
     final = {s.name: read_result(s) for s in sessions}
     running_shown = sum(v == "running" for v in first_views.values())
-    return BatchResult(sessions, sweeps, runs, running_shown, server_most, loads, http, prepare_s, done, final)
+    return BatchResult(sessions, runs, running_shown, server_most, loads, http, prepare_s, done, final)
 
 
 def read_result(s, timeout=60):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.trainer import evaluate, trainer
+from engine.trainer import evaluate, snapshot, trainer
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 # One core is left for serving pages: a class's page loads stay quick while runs train.
@@ -35,11 +35,10 @@ _RUN_SLOTS = threading.BoundedSemaphore(MAX_RUNS)
 MAX_CURVE_POINTS = 400  # per-batch points kept for the live chart (thinned: light to redraw)
 POLL_SECONDS = 0.1
 SEND_SECONDS = 0.1       # how often the child sends its batch events
-# "process" (default on Linux) or "thread" (DIGITLAB_TRAINING=thread; elsewhere: macOS's
-# system libraries are not fork-safe once threads run, and Windows cannot fork).
-TRAINING_MODE = ("process" if os.environ.get("DIGITLAB_TRAINING", "process") == "process"
-                 and sys.platform.startswith("linux") else "thread")
-_FORK = multiprocessing.get_context("fork") if TRAINING_MODE == "process" else None
+# Runs train in forked processes on Linux unless DIGITLAB_TRAINING=thread (elsewhere: macOS's
+# system libraries are not fork-safe once threads run, and Windows cannot fork): then None.
+_FORK = (multiprocessing.get_context("fork") if os.environ.get("DIGITLAB_TRAINING", "process") == "process"
+         and sys.platform.startswith("linux") else None)
 
 
 @dataclass
@@ -159,7 +158,7 @@ class TrainingJob:
             worker = _FORK.Process(target=_child_main, args=(*args, os.getpid()), daemon=True,
                                    name="digitlab-training")
         else:
-            worker = threading.Thread(target=run_trainer, args=(*args, None, False), daemon=True,
+            worker = threading.Thread(target=run_trainer, args=args, daemon=True,
                                       name="digitlab-training")
         worker.start()
         if in_process:
@@ -288,13 +287,13 @@ def _child_main(*args):
     ask its event loop, which does not run here, to stop), then train."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    run_trainer(*args, send_weights=True)
+    run_trainer(*args)
 
 
 def _state_of(network, optimizer):
     """The weights message: copies, since training goes on while it is being sent."""
-    state = {k: np.array(v, copy=True) for k, v in optimizer.state().items()}
-    return ("weights", network.params.copy(), state, network.epochs_trained, [dict(h) for h in network.history])
+    params, state, epochs_trained, _ = snapshot(network, optimizer)
+    return ("weights", params, state, epochs_trained, [dict(h) for h in network.history])
 
 
 class _Outbox:
@@ -326,11 +325,13 @@ class _Outbox:
 
 
 def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_test, y_test, config,
-                parent_pid=None, send_weights=False):
+                parent_pid=None):
     """Run the engine's trainer, sending ("events", [...]) bundles, ("weights", ...) after each
-    epoch and at the end (send_weights: the network lives in another process), then
-    ("end", reason, message, test_accuracy) or ("failed", message). Honours pause/stop
-    between batches; ends by itself if the parent process is gone."""
+    epoch and at the end (only from a child process, parent_pid given: in a thread the server's
+    network is trained in place), then ("end", reason, message, test_accuracy) or
+    ("failed", message). Honours pause/stop between batches; ends by itself if the parent
+    process is gone."""
+    send_weights = parent_pid is not None
     outbox = _Outbox(sender)
     pending, last_send = [], time.monotonic()
 
