@@ -35,6 +35,7 @@ Prints the figures for the README (run with -s). `benchmarks/concurrency.py` run
 measurement standalone and prints a Markdown table.
 """
 import contextlib
+import math
 import os
 import re
 import statistics
@@ -56,7 +57,9 @@ pytestmark = pytest.mark.browser
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 MAX_RUNS = max(1, CORES - 1)   # the app's default (ui/training.py): one core keeps serving pages
 CONCURRENT_SESSIONS = 8
-EPOCHS = 25
+EPOCHS = 25                # the first session's run; the 8 runs get as many epochs as it takes
+BATCH_SECONDS = 40         # ... for them to last about this long on this machine (timed loads fit in)
+MAX_EPOCHS = 200
 BASE_WIDTH = 96            # session i gets one hidden layer of BASE_WIDTH + 8 * i units
 PAGE_LOADS = 3
 PAGE_LOAD_LIMIT_S = float(os.environ.get("DIGITLAB_PAGE_LOAD_LIMIT_S", 3.0))
@@ -390,15 +393,11 @@ class PageLoad:
                 self.seconds = float("inf")
             if self.seconds is not None:
                 self.active_at_end = active_runs
-                if math_finite(self.seconds):
+                if math.isfinite(self.seconds):
                     wait_title(self.page, titles()[self.path])
                     assert_no_exception(self.page, f"/{self.path} during the runs")
                 self.context.close()
         return self.seconds
-
-
-def math_finite(x):
-    return x not in (float("inf"), float("-inf")) and x == x
 
 
 @dataclass
@@ -621,6 +620,21 @@ def mb(n):
     return n / MB
 
 
+def run_seconds(batch):
+    """Seconds the batch's single run held its slot (server log)."""
+    (start, end), = batch.runs.values()
+    return end - start
+
+
+def batch_epochs(baseline):
+    """Epochs for each of the 8 runs so that they last about BATCH_SECONDS on this machine:
+    the page loads must be timed while runs are still going, and a fast machine finishes a
+    fixed number of epochs before the tabs have even left the Train page."""
+    per_epoch = run_seconds(baseline) / EPOCHS
+    wanted = math.ceil(BATCH_SECONDS / (CONCURRENT_SESSIONS * max(per_epoch, 1e-3)))
+    return min(MAX_EPOCHS, max(EPOCHS, wanted))
+
+
 # --- the tests -----------------------------------------------------------------------------
 
 def test_sessions_train_concurrently(browsers, server):
@@ -639,7 +653,8 @@ def test_sessions_train_concurrently(browsers, server):
         rss_one = server.rss_bytes()
 
         widths = [str(BASE_WIDTH + 8 * i) for i in range(1, CONCURRENT_SESSIONS + 1)]
-        batch = run_batch(tabs, server, [Session(f"s{i}", w, EPOCHS) for i, w in enumerate(widths, 1)],
+        epochs = batch_epochs(baseline)
+        batch = run_batch(tabs, server, [Session(f"s{i}", w, epochs) for i, w in enumerate(widths, 1)],
                           visitor=visitor)
         held += batch.sessions
         rss_all = server.rss_bytes()
@@ -655,7 +670,8 @@ def test_sessions_train_concurrently(browsers, server):
         median_load = statistics.median(loads) if loads else float("nan")
 
         print(f"\nconcurrency: {len(held)} sessions held, {CONCURRENT_SESSIONS} training at once with "
-              f"DIGITLAB_MAX_RUNS={MAX_RUNS}; {EPOCHS} epochs of 784-{widths[0]}..{widths[-1]}-10 each")
+              f"DIGITLAB_MAX_RUNS={MAX_RUNS}; {epochs} epochs of 784-{widths[0]}..{widths[-1]}-10 each "
+              f"(the first session's {EPOCHS} took {run_seconds(baseline):.1f} s)")
         print(f"  server RSS: {mb(rss_start):.1f} MB after the first page, {mb(rss_one):.1f} MB after one "
               f"session trained, {mb(rss_all):.1f} MB with {len(everyone)} trained -> "
               f"{mb(per_session):.2f} MB per added session (bound {mb(bound):.1f} MB; dataset "
