@@ -5,12 +5,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from ui import live_view
 from ui.charts import runs_overlay, training_curves
 from ui.frame import page_setup, require_dataset, require_network
 from ui.runs import FINISHED_LABELS, describe_differences, record_finished_run, start_run
 from ui.settings import bind, remember
 
-lab, dataset, error = page_setup("Train", "📈")
+lab, dataset, error = page_setup("Train", "📈", badge=False)
 require_dataset(dataset, error)
 require_network(lab, dataset)
 
@@ -81,31 +82,32 @@ if lab.train_error:
     lab.train_error = None
 
 
-LIVE_SECONDS, QUEUED_SECONDS = 0.5, 2.0
-# A run waiting for a slot has nothing new to draw: polling it slowly keeps a full queue from
-# costing the server (and the running runs) a redraw per tab twice a second.
-refresh = None if not lab.training else QUEUED_SECONDS if lab.job.status == "queued" else LIVE_SECONDS
+LIVE_SECONDS, SLOW_SECONDS = 0.5, 2.0
+# While a run is active the browser's live view (ui/live_view.py) updates itself and asks for a
+# redraw when the run's status changes; the fragment then only checks every 2 s. A queued run
+# has nothing new to draw either. Without the live view, the fragment redraws twice a second.
+live = lab.training and live_view.available()
+refresh = None if not lab.training else SLOW_SECONDS if live or lab.job.status == "queued" else LIVE_SECONDS
 
 
 @st.fragment(run_every=refresh)
 def live_progress():
-    """Redrawn twice a second while training: bars, curves, table (one chart per run)."""
+    """The run's progress: the live view while it is active, else bars, curves and table."""
     job = lab.job
     if job is None:
         st.info("Press **Start training**. Training goes on if you visit other pages.")
         return
-    if refresh == QUEUED_SECONDS and job.status != "queued":
+    if refresh == SLOW_SECONDS and not live and job.status != "queued":
         st.rerun()  # the run got its slot: redraw the page at the live rate
     p = job.progress()
-    eta = "–" if math.isnan(p.eta) else f"{p.eta:.0f} s"
-    st.progress(min(p.run_fraction, 1.0),
-                text=f"Run: {p.run_fraction:.0%} · epoch {max(p.run_epoch, 1)}/{p.epochs} · "
-                     f"{p.elapsed:.1f} s elapsed · ETA {eta}")
-    st.progress(min(p.epoch_fraction, 1.0),
-                text=f"Epoch: batch {p.batch}/{p.batches} · {p.samples_per_sec:,.0f} samples/s · lr {p.lr:.2e}")
     if job.active:
         (st.warning if p.status in ("queued", "paused") else st.info)(p.message)
-    else:
+        if live_view.show(job):
+            return
+    run_text, epoch_text = live_view.bar_texts(p)
+    st.progress(min(p.run_fraction, 1.0), text=run_text)
+    st.progress(min(p.epoch_fraction, 1.0), text=epoch_text)
+    if not job.active:
         label = FINISHED_LABELS.get(p.status, p.status)
         (st.error if p.status in ("diverged", "failed") else st.success)(f"{label}: {p.message}")
         if not math.isnan(p.test_accuracy):
@@ -122,9 +124,8 @@ def live_progress():
                         key="live_curves", width="stretch",
                         config={"staticPlot": True} if job.active else None)
     if p.epochs_table:
-        table = pd.DataFrame(p.epochs_table)[["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]]
-        table = table.dropna(axis=1, how="all")  # no validation split: no empty columns
-        st.dataframe(table, hide_index=True, width="stretch",
+        columns, rows = live_view.epoch_rows(p)
+        st.dataframe(pd.DataFrame(rows, columns=columns), hide_index=True, width="stretch",
                      column_config={"seconds": st.column_config.NumberColumn(format="%.2f")})
     if not job.active and record_finished_run(lab):
         st.rerun()  # the run ended: refresh the whole page (buttons, sidebar)

@@ -85,6 +85,8 @@ def env(tmp_path, monkeypatch, data_path):
     monkeypatch.setenv("DIGITLAB_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("DIGITLAB_UPLOAD_DIR", str(tmp_path / "uploads"))
     monkeypatch.setattr("ui.datasets.UPLOAD_DIR", tmp_path / "uploads")  # read at import time
+    (tmp_path / "live").mkdir()
+    monkeypatch.setattr("ui.live_view.FEED_DIR", tmp_path / "live")  # the Train page's live feeds
     clear_caches()
     yield tmp_path
     clear_caches()

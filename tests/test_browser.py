@@ -102,7 +102,8 @@ def test_deep_links_on_fresh_server(chromium, fresh_server, shots):
 
 
 def _progress_value(page):
-    bar = main_area(page).get_by_test_id("stProgress").get_by_role("progressbar").first
+    """The run's progress bar: the live view's while training, Streamlit's once it has ended."""
+    bar = main_area(page).get_by_role("progressbar").first
     if not bar.count():
         return None
     value = bar.get_attribute("aria-valuenow")

@@ -67,7 +67,7 @@ def training_curves(steps, loss, accuracy, epochs_table):
         "height": 360, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h", "y": -0.25},
         "xaxis": {"domain": [0, 0.45], "anchor": "y", "title": {"text": "epoch"}},
         "xaxis2": {"domain": [0.55, 1], "anchor": "y2", "title": {"text": "epoch"}},
-        "yaxis": {"anchor": "x"}, "yaxis2": {"anchor": "x2"},
+        "yaxis": {"anchor": "x", "automargin": True}, "yaxis2": {"anchor": "x2", "automargin": True},
         "annotations": [{**title, "x": 0.225, "xanchor": "center", "text": "Loss"},
                         {**title, "x": 0.775, "xanchor": "center", "text": "Accuracy"}],
     }

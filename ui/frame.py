@@ -23,10 +23,11 @@ def _limit_blas_threads():
     return threadpool_limits(limits=BLAS_THREADS_PER_RUN, user_api="blas")
 
 
-def page_setup(title, icon="🔢", heading=None):
+def page_setup(title, icon="🔢", heading=None, badge=True):
     """Configure the page, show its heading, draw the sidebar; returns (lab, dataset or None,
     data error). The heading goes first so that a first visit shows it before the dataset
-    has loaded (~0.5 s for 70,000 images)."""
+    has loaded (~0.5 s for 70,000 images). `badge`: the sidebar's live training status (the
+    Train page shows the run itself, and a second redraw a second would cost its browser CPU)."""
     st.set_page_config(page_title=f"{title} · Digit Lab", page_icon=icon, layout="wide")
     st.title(heading or f"{icon} {title}")
     _limit_blas_threads()
@@ -34,7 +35,7 @@ def page_setup(title, icon="🔢", heading=None):
     record_finished_run(lab)  # a run that ended while the user was elsewhere is kept
     dataset, error = current_dataset(lab)
     with st.sidebar:
-        sidebar_status(lab, dataset, error)
+        sidebar_status(lab, dataset, error, badge)
     return lab, dataset, error
 
 
@@ -45,7 +46,7 @@ PAGES = [("app.py", "Home", "🏠"), ("pages/1_Build.py", "Build", "🏗️"), (
          ("pages/9_Environment.py", "Environment", "🖥️")]
 
 
-def sidebar_status(lab, dataset, error):
+def sidebar_status(lab, dataset, error, badge=True):
     """Page links, then dataset and network status, on every page."""
     for path, label, icon in PAGES:
         st.page_link(path, label=label, icon=icon)
@@ -63,7 +64,7 @@ def sidebar_status(lab, dataset, error):
         acc_text = "not measured" if math.isnan(acc) else f"{acc:.2%}"
         st.caption(f"**Network:** {net.describe()}  \n**Epochs trained:** {net.epochs_trained}  \n"
                    f"**Test accuracy:** {acc_text}")
-    if lab.training:
+    if lab.training and badge:
         training_badge(lab)
 
 
