@@ -117,9 +117,9 @@ def live_progress():
             st.caption(f"Run time {p.elapsed:.2f} s · seconds per epoch: "
                        + ", ".join(f"{s:.3f}" for s in seconds), help="Measured where the network trains (its own process).")
     if p.batch_steps:
-        # While training, Streamlit remounts the chart at every redraw (its identity hashes the
-        # data), so hover and zoom could not be used anyway: a static plot costs the browser
-        # far less CPU, which the training shares. Once the run ends, the chart is interactive.
+        # Redrawn by Streamlit while training only without the live view: Streamlit then remounts
+        # the chart at every redraw (its identity hashes the data), so hover and zoom could not
+        # be used anyway and a static plot costs the browser less CPU, which the run shares.
         st.plotly_chart(training_curves(p.batch_steps, p.batch_loss, p.batch_accuracy, p.epochs_table),
                         key="live_curves", width="stretch",
                         config={"staticPlot": True} if job.active else None)
@@ -132,6 +132,7 @@ def live_progress():
 
 
 live_progress()
+live_view.preload()
 
 if len(lab.runs) >= 2:
     st.subheader("Compare runs")

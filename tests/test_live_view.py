@@ -142,7 +142,7 @@ LIVE_STATE_JS = """() => {
 @pytest.mark.browser
 def test_live_view_in_a_browser():
     from browser_support import (VIEWPORT, assert_no_exception, go_to, launch_chromium, main_area,
-                                 require_browser, running_server, screenshot, settle)
+                                 publish_screenshots, require_browser, running_server, screenshot, settle)
     from conftest import require_sample
     require_browser()
     sample = require_sample()
@@ -167,6 +167,8 @@ def test_live_view_in_a_browser():
         epochs.fill("2000")  # far longer than the test: it stops the run
         epochs.press("Enter")
         settle(page)
+        page.wait_for_function("() => !!window.Plotly", timeout=30_000)  # preloaded before any run
+        screenshot(page, shots, "train_ready")
         page.get_by_role("button", name="Start training").click()
         page.wait_for_selector(".digitlab-live .live-chart .main-svg", timeout=60_000)
         page.evaluate("() => { document.querySelector('.digitlab-live .live-chart').__digitlabMark = 1; }")
@@ -186,6 +188,7 @@ def test_live_view_in_a_browser():
         assert states[-1]["points"] > states[0]["points"] or int(states[-1]["run"]) > int(states[0]["run"])
         assert_no_exception(page, "Train (live view)")
         screenshot(page, shots, "train_live_view")
+        publish_screenshots(shots, ["train_live_view"])  # README's picture (DIGITLAB_UPDATE_SCREENSHOTS=1)
 
         # Pause: the page's own status line follows (the view asks Streamlit to redraw).
         page.get_by_role("button", name="Pause").click()

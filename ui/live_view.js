@@ -57,6 +57,10 @@ function setTable(root, columns, rows) {
 
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
+  if (!data.feed) {  // the page's preload (see preload() in ui/live_view.py)
+    loadPlotly(data.plotly).catch(() => {});
+    return undefined;
+  }
   let root = parentElement.querySelector(".digitlab-live");
   if (!root) root = skeleton(parentElement);
   root.__digitlab = { data, setTriggerValue };  // the newest mount's data (status it was drawn with)
@@ -81,8 +85,10 @@ export default function (component) {
           setTable(root, feed.columns, feed.table);
           if (feed.figure) {
             const Plotly = await loadPlotly(data.plotly);
-            await Plotly.react(chart, feed.figure.data, feed.figure.layout,
-                               { displaylogo: false, responsive: true });
+            // The page's own text colour on a transparent background: light and dark themes.
+            const layout = { ...feed.figure.layout, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+                             font: { ...feed.figure.layout.font, color: getComputedStyle(root).color } };
+            await Plotly.react(chart, feed.figure.data, layout, { displaylogo: false, responsive: true });
           }
         }
         // The page's own status line (and its buttons) is drawn by Streamlit: ask it to redraw

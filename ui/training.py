@@ -8,7 +8,8 @@ interpreter and shares the read-only dataset pages with the server (copy-on-writ
 
 The child streams events in small bundles (a few times a second) and the weights, optimizer
 state and history after every epoch and at the end; a watcher thread in the server writes
-them into a lock-guarded `TrainingJob` that a polling fragment reads. Pause/Stop travel as
+them into a lock-guarded `TrainingJob` that the Train page reads (through its live view's
+feed, ui/live_view.py, or a polling fragment). Pause/Stop travel as
 process-shared events within ~0.1 s. A server-wide semaphore caps simultaneous runs (one BLAS
 thread each) so a class sharing one server keeps the CPU usable; extra runs wait and say so.
 """
