@@ -102,7 +102,7 @@ export default function (component) {
         if (!feed.active) { stopped = true; return; }
       }
     } catch (error) {
-      root.querySelector(".live-note").textContent = `Live view: ${error.message}; the page refreshes every few seconds.`;
+      root.querySelector(".live-note").textContent = `Live view: ${error.message} (retrying)`;
     }
     setTimeout(tick, Math.max(0, POLL_MS - (performance.now() - began)));  // a steady cadence
   }

@@ -144,11 +144,12 @@ class _Feed:
             self.write()
             time.sleep(KEEP_SECONDS)
         except (OSError, ValueError):
-            pass  # the page falls back to its own redraws once the feed is gone
+            pass  # the view says so; the page's next redraw starts a new feed
         finally:
             self.path.unlink(missing_ok=True)
             with _FEEDS_LOCK:
-                _FEEDS.pop(id(self.job), None)
+                if _FEEDS.get(id(self.job)) is self:
+                    del _FEEDS[id(self.job)]
 
 
 _FEEDS, _FEEDS_LOCK = {}, threading.Lock()
