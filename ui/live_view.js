@@ -75,7 +75,9 @@ export default function (component) {
     const began = performance.now();
     try {
       const response = await fetch(`${data.feed}?v=${Date.now()}`, { cache: "no-store" });
-      if (response.ok) {
+      if (!response.ok) {
+        root.querySelector(".live-note").textContent = `Live view: the run's feed answered HTTP ${response.status} (retrying)`;
+      } else {
         const feed = await response.json();
         if (feed.version !== lastVersion) {
           lastVersion = feed.version;
