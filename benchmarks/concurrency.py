@@ -16,6 +16,7 @@ shipped .streamlit/config.toml. Prints a Markdown table. Needs Chromium (/usr/bi
 playwright and psutil; never run `playwright install`.
 """
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -27,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from test_concurrency import (  # noqa: E402  (after the path set-up)
     BASE_WIDTH, MAX_RUNS, MB, LimitedServer, Session, first_page, idle_page_load, launch_chromium,
-    load_average, math_finite, run_batch,
+    load_average, run_batch,
 )
 
 
@@ -36,7 +37,7 @@ def default_data():
 
 
 def fmt(x, digits=2):
-    return "–" if x is None or not math_finite(x) else f"{x:.{digits}f}"
+    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
 def main(argv=None):
