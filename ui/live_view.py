@@ -98,6 +98,7 @@ def available():
     try:
         if not st.get_option("server.enableStaticServing"):
             return False
+        STATIC_DIR.mkdir(exist_ok=True)
         FEED_DIR.mkdir(parents=True, exist_ok=True)
         import plotly
         source = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
