@@ -2,6 +2,7 @@
 fallback without it, and in a real browser: updated in place at least twice a second, the
 chart never rebuilt, the page's status redrawn when the run pauses, the final state after Stop."""
 import json
+import os
 import re
 import time
 
@@ -208,3 +209,23 @@ def test_live_view_in_a_browser():
         assert_no_exception(page, "Train after Stop")
         screenshot(page, shots, "train_stopped")
         browser.close()
+
+
+def test_static_files_are_made_on_a_fresh_clone(tmp_path, monkeypatch):
+    static = tmp_path / "static"  # a fresh clone has no ./static
+    monkeypatch.setattr(live_view, "STATIC_DIR", static)
+    monkeypatch.setattr(live_view, "FEED_DIR", static / "live")
+    live_view.available.cache_clear()
+    try:
+        assert live_view.available()
+        assert (static / "plotly.min.js").stat().st_size > 1_000_000 and (static / "live").is_dir()
+        stale, recent = static / "live" / "old.json", static / "live" / "new.json"
+        stale.write_text("{}")
+        recent.write_text("{}")
+        two_days_ago = time.time() - 2 * 86400
+        os.utime(stale, (two_days_ago, two_days_ago))
+        live_view.available.cache_clear()  # as a new server would
+        assert live_view.available()
+        assert not stale.exists() and recent.exists(), "feeds left by a killed server are cleaned up"
+    finally:
+        live_view.available.cache_clear()
