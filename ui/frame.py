@@ -27,7 +27,7 @@ def page_setup(title, icon="🔢", heading=None, badge=True):
     """Configure the page, show its heading, draw the sidebar; returns (lab, dataset or None,
     data error). The heading goes first so that a first visit shows it before the dataset
     has loaded (~0.5 s for 70,000 images). `badge`: the sidebar's live training status (the
-    Train page shows the run itself, and a second redraw a second would cost its browser CPU)."""
+    Train page shows the run itself, and one more redraw every second would cost its browser CPU)."""
     st.set_page_config(page_title=f"{title} · Digit Lab", page_icon=icon, layout="wide")
     st.title(heading or f"{icon} {title}")
     _limit_blas_threads()
