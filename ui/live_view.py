@@ -33,6 +33,7 @@ PLOTLY_JS = "plotly.min.js"
 WRITE_SECONDS = 0.2      # the feed is rewritten at most this often (the browser polls every 0.4 s)
 KEEP_SECONDS = 120       # a finished run's feed stays a while (a slow tab still reads the end)
 STALE_SECONDS = 86400    # feeds left behind by a killed server are removed after a day
+GRID_COLOR = "rgba(128, 128, 128, 0.3)"  # the chart's background is transparent (the page's)
 TABLE_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
 CSS = """
 .digitlab-live .bar-label { font-size: 0.875rem; margin: 0.5rem 0 0.25rem; }
@@ -83,8 +84,11 @@ def feed_payload(p, version):
     figure = None
     if p.batch_steps:
         figure = _json_safe(training_curves_spec(p.batch_steps, p.batch_loss, p.batch_accuracy, p.epochs_table))
-        figure["layout"].update(uirevision="live",  # keep the user's zoom while the data grows
-                                font={"family": '"Source Sans", "Source Sans Pro", sans-serif'})
+        layout = figure["layout"]
+        layout.update(uirevision="live",  # keep the user's zoom while the data grows
+                      font={"family": '"Source Sans", "Source Sans Pro", sans-serif'})
+        for axis in [k for k in layout if k.startswith(("xaxis", "yaxis"))]:  # seen on light and dark
+            layout[axis].update(gridcolor=GRID_COLOR, zerolinecolor=GRID_COLOR)
     columns, rows = epoch_rows(p)
     return {"version": version, "status": p.status, "active": p.status in ("queued", "running", "paused"),
             "run": {"fraction": min(p.run_fraction, 1.0), "text": run_text},
