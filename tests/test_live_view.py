@@ -48,6 +48,15 @@ def test_feed_is_plain_json_with_what_the_page_shows():
     assert not finished["active"] and finished["run"]["fraction"] == 1.0
 
 
+def test_feed_table_keeps_the_newest_epochs():
+    rows = [{"epoch": e, "loss": 1 / e, "accuracy": 0.5, "val_loss": 0.3, "val_accuracy": 0.9, "seconds": 0.1}
+            for e in range(1, 251)]
+    payload = live_view.feed_payload(make_progress(epochs_table=rows), version=1)
+    assert payload["epochs_done"] == 250 and len(payload["table"]) == live_view.TABLE_ROWS
+    assert [r["epoch"] for r in payload["table"]] == list(range(251 - live_view.TABLE_ROWS, 251))
+    assert len(payload["figure"]["data"][-1]["x"]) == 250, "the curves keep every epoch"
+
+
 def test_feed_without_batches_has_no_figure():
     payload = live_view.feed_payload(make_progress(batch_steps=[], batch_loss=[], batch_accuracy=[],
                                                    epochs_table=[]), version=1)

@@ -46,13 +46,18 @@ function number(value, digits) {
   return value === null || value === undefined ? "" : Number(value).toFixed(digits);
 }
 
-function setTable(root, columns, rows) {
+function setTable(root, columns, rows, epochsDone) {
+  // Rebuilt only when an epoch has ended (the rows change once per epoch).
   const box = root.querySelector(".live-table");
+  const drawn = `${epochsDone}:${columns.join()}`;
+  if (box.dataset.drawn === drawn) return;
+  box.dataset.drawn = drawn;
   if (!rows.length) { box.textContent = ""; return; }
   const head = columns.map((c) => `<th>${c}</th>`).join("");
   const body = rows.slice().reverse().map((row) => "<tr>" + columns.map((c) =>
     `<td>${c === "epoch" ? row[c] : number(row[c], c === "seconds" ? 2 : 4)}</td>`).join("") + "</tr>").join("");
-  box.innerHTML = `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
+  const note = epochsDone > rows.length ? `<caption>the last ${rows.length} of ${epochsDone} epochs</caption>` : "";
+  box.innerHTML = `<table>${note}<thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
 }
 
 export default function (component) {
@@ -84,7 +89,7 @@ export default function (component) {
           setBar(root, "run", feed.run);
           setBar(root, "epoch", feed.epoch);
           root.querySelector(".live-note").textContent = "";
-          setTable(root, feed.columns, feed.table);
+          setTable(root, feed.columns, feed.table, feed.epochs_done);
           if (feed.figure) {
             const Plotly = await loadPlotly(data.plotly);
             // The page's own text colour on a transparent background: light and dark themes.

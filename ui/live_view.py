@@ -34,6 +34,7 @@ WRITE_SECONDS = 0.2      # the feed is rewritten at most this often (the browser
 KEEP_SECONDS = 120       # a finished run's feed stays a while (a slow tab still reads the end)
 STALE_SECONDS = 86400    # feeds left behind by a killed server are removed after a day
 GRID_COLOR = "rgba(128, 128, 128, 0.3)"  # the chart's background is transparent (the page's)
+TABLE_ROWS = 100  # the live table's newest epochs (a long run's feed stays small; the full table follows the run)
 TABLE_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
 CSS = """
 .digitlab-live .bar-label { font-size: 0.875rem; margin: 0.5rem 0 0.25rem; }
@@ -44,6 +45,7 @@ CSS = """
 .digitlab-live .live-table { max-height: 22rem; overflow-y: auto; display: inline-block; }
 .digitlab-live th { position: sticky; top: 0; background: var(--st-background-color, #fff); }
 .digitlab-live table { border-collapse: collapse; font-size: 0.875rem; font-variant-numeric: tabular-nums; }
+.digitlab-live caption { text-align: left; font-size: 0.8rem; opacity: 0.7; padding-bottom: 0.25rem; }
 .digitlab-live th, .digitlab-live td { padding: 0.2rem 0.8rem; text-align: right; border-bottom: 1px solid rgba(151, 166, 195, 0.25); }
 """
 
@@ -93,7 +95,7 @@ def feed_payload(p, version):
     return {"version": version, "status": p.status, "active": p.status in ("queued", "running", "paused"),
             "run": {"fraction": min(p.run_fraction, 1.0), "text": run_text},
             "epoch": {"fraction": min(p.epoch_fraction, 1.0), "text": epoch_text},
-            "figure": figure, "columns": columns, "table": rows}
+            "figure": figure, "columns": columns, "table": rows[-TABLE_ROWS:], "epochs_done": len(rows)}
 
 
 @functools.lru_cache(maxsize=1)
