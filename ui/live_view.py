@@ -133,14 +133,12 @@ class _Feed:
         threading.Thread(target=self._run, name="digitlab-live-feed", daemon=True).start()
 
     def write(self):
-        p = self.job.progress()
-        seen = (p.status, p.message, p.batch, p.run_epoch, len(p.batch_steps), p.batch_steps[-1:],
-                len(p.epochs_table))
+        seen = self.job.revision()
         if seen == self._seen:
             return
         self._seen, self.version = seen, self.version + 1
         partial = self.path.with_suffix(".part")
-        partial.write_text(json.dumps(feed_payload(p, self.version), allow_nan=False))
+        partial.write_text(json.dumps(feed_payload(self.job.progress(), self.version), allow_nan=False))
         os.replace(partial, self.path)  # the browser never reads half a file
 
     def _run(self):
@@ -155,8 +153,8 @@ class _Feed:
         finally:
             self.path.unlink(missing_ok=True)
             with _FEEDS_LOCK:
-                if _FEEDS.get(id(self.job)) is self:
-                    del _FEEDS[id(self.job)]
+                if _FEEDS.get(self.job) is self:
+                    del _FEEDS[self.job]
 
 
 _FEEDS, _FEEDS_LOCK = {}, threading.Lock()
@@ -164,9 +162,9 @@ _FEEDS, _FEEDS_LOCK = {}, threading.Lock()
 
 def _feed_for(job):
     with _FEEDS_LOCK:
-        feed = _FEEDS.get(id(job))
-        if feed is None or feed.job is not job:
-            feed = _FEEDS[id(job)] = _Feed(job)
+        feed = _FEEDS.get(job)
+        if feed is None:
+            feed = _FEEDS[job] = _Feed(job)
         return feed
 
 

@@ -64,7 +64,7 @@ class Progress:
     test_accuracy: float
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself: compared and hashed by identity
 class TrainingJob:
     """One training run of one session's network."""
     network: object
@@ -255,6 +255,11 @@ class TrainingJob:
             self.status, self.message = status, message
 
     # --- reading (called from the page) ---------------------------------------------------
+    def revision(self):
+        """Changes whenever `progress()` would show something new; cheap (no copies)."""
+        with self._lock:
+            return self.status, self.message, self._batches_seen, len(self._epochs)
+
     def progress(self):
         """A snapshot of the progress, safe to draw while the thread goes on."""
         with self._lock:
