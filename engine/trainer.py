@@ -2,8 +2,10 @@
 every batch and every epoch so a caller (a progress bar, a chart, a CLI) can watch it learn.
 
 Fixed from the notebook: inputs scaled to [0, 1], a fresh shuffle every epoch, a short last
-batch instead of an index overflow, a validation split, and a clean stop on a non-finite loss
-with the last good weights restored. Stop early by simply not asking for the next event.
+batch instead of an index overflow, a validation split, and a clean stop with the last good
+weights restored when a run diverges: a non-finite loss, or an epoch whose mean loss is worse
+than both the run's start and a uniform guess (a too-large learning rate often kills every ReLU
+while the loss stays finite). Stop early by simply not asking for the next event.
 """
 import math
 import time
@@ -14,6 +16,10 @@ import numpy as np
 from .errors import ConfigError
 from .layers import accuracy, cross_entropy
 from .schedules import Schedule, learning_rate
+
+# An epoch whose mean loss exceeds GUESSING_FACTOR x ln(classes) (a uniform guess scores ln(classes))
+# and the loss the run started from has diverged, even if every number is finite.
+GUESSING_FACTOR = 1.5
 
 
 @dataclass
@@ -214,6 +220,8 @@ def _run(network, optimizer, x, y, config, validation):
     best = None  # (val_loss, params copy, optimizer state) for early stopping
     stale_epochs = 0
     epochs_done = 0
+    start_loss = None  # the first batch's loss: the weights the run started from
+    guess_loss = GUESSING_FACTOR * math.log(max(network.sizes[-1], 2))
     for run_epoch in range(1, config.epochs + 1):
         epoch = network.epochs_trained + 1
         shuffle_rng, dropout_rng, augment_rng = epoch_rngs(config.seed, epoch)
@@ -248,10 +256,11 @@ def _run(network, optimizer, x, y, config, validation):
             if not math.isfinite(loss):  # inf/NaN weights show up here on the next batch
                 restore(network, optimizer, good)
                 yield EndEvent("diverged",
-                               f"Training diverged: the loss became {loss} in epoch {epoch}, batch {b + 1}. "
-                               f"The weights from before this epoch were kept. Try a smaller learning rate.",
-                               epochs_done, time.perf_counter() - start_time)
+                               f"Training diverged: the loss became {loss} in {_where(run_epoch, epoch)}, "
+                               f"batch {b + 1}. {_KEPT}", epochs_done, time.perf_counter() - start_time)
                 return
+            if start_loss is None:
+                start_loss = loss
             seen += len(idx)
             loss_sum += loss * len(idx)
             correct_sum += acc * len(idx)
@@ -260,13 +269,20 @@ def _run(network, optimizer, x, y, config, validation):
                              correct_sum / seen, lr, now - start_time, seen / max(now - epoch_start, 1e-9), acc)
         if not np.isfinite(network.params).all():
             restore(network, optimizer, good)
-            yield EndEvent("diverged", f"Training diverged in epoch {epoch}: weights became non-finite. "
-                           "The weights from before this epoch were kept. Try a smaller learning rate.",
+            yield EndEvent("diverged", f"Training diverged in {_where(run_epoch, epoch)}: weights became "
+                           f"non-finite. {_KEPT}", epochs_done, time.perf_counter() - start_time)
+            return
+        mean_loss = loss_sum / n
+        if mean_loss > max(start_loss, guess_loss):
+            restore(network, optimizer, good)
+            yield EndEvent("diverged", f"Training diverged in {_where(run_epoch, epoch)}: its mean loss "
+                           f"{mean_loss:.3g} is worse than at the start of the run ({start_loss:.3g}) and "
+                           f"worse than guessing ({guess_loss / GUESSING_FACTOR:.3g}). {_KEPT}",
                            epochs_done, time.perf_counter() - start_time)
             return
         val_loss, val_acc = evaluate(network, *validation, scale=scale) if validation else (np.nan, np.nan)
         seconds = time.perf_counter() - epoch_start
-        event = EpochEvent(epoch, run_epoch, config.epochs, loss_sum / n, correct_sum / n,
+        event = EpochEvent(epoch, run_epoch, config.epochs, mean_loss, correct_sum / n,
                            float(val_loss), float(val_acc), seconds, time.perf_counter() - start_time, lr)
         network.epochs_trained = epoch
         network.history.append(event.as_record())
@@ -290,6 +306,14 @@ def _run(network, optimizer, x, y, config, validation):
     else:
         message = f"Completed {epochs_done} epoch{'s' if epochs_done != 1 else ''}."
     yield EndEvent("completed", message, epochs_done, time.perf_counter() - start_time)
+
+
+_KEPT = "The weights from before this epoch were kept. Try a smaller learning rate."
+
+
+def _where(run_epoch, epoch):
+    """'epoch 2' of this run, naming the network's own count too when they differ."""
+    return f"epoch {run_epoch}" + (f" of this run (the network's epoch {epoch})" if epoch != run_epoch else "")
 
 
 def snapshot(network, optimizer):

@@ -155,6 +155,40 @@ def test_huge_learning_rate_diverges_cleanly():
     assert net.epochs_trained == 0 and net.history == []
 
 
+def blobs(n=300, features=20, classes=3, spread=3.0, seed=0):
+    """Separable clusters: a network learns them to near 100% in a few epochs."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=spread, size=(classes, features))
+    y = rng.integers(0, classes, n)
+    return centres[y] + rng.normal(size=(n, features)), y
+
+
+def test_a_finite_loss_explosion_ends_the_run_and_keeps_the_weights():
+    # A far too large learning rate often kills the ReLUs while every number stays finite: the
+    # loss jumps far above a uniform guess. That run must end as diverged, the good model kept.
+    x, y = blobs()
+    net = Network([20, 32, 3], "relu", True, "float32", seed=0)
+    assert train(net, Adam(0.01), x, y, TrainConfig(epochs=3, batch_size=20)).reason == "completed"
+    good, history = net.params.copy(), list(net.history)
+    end = train(net, Adam(10.0), x, y, TrainConfig(epochs=3, batch_size=20))
+    assert end.reason == "diverged" and end.epochs_done == 0
+    assert "worse than guessing" in end.message and "epoch 1 of this run (the network's epoch 4)" in end.message
+    np.testing.assert_array_equal(net.params, good)
+    assert net.epochs_trained == 3 and net.history == history
+
+
+def test_a_high_loss_that_falls_is_not_divergence():
+    # Unscaled inputs (the notebook's raw 0-255 pixels) start with a huge loss that falls: the
+    # first epochs' mean loss is above a uniform guess but below where the run started.
+    x, y = blobs(spread=1.0)
+    x *= 80
+    net = Network([20, 32, 3], "relu", False, "float64", seed=0)
+    events = list(trainer(net, Adam(0.001), x, y, TrainConfig(epochs=3, batch_size=20)))
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    assert epochs[0].loss > 1.5 * np.log(3), "the test needs an epoch above the guessing bound"
+    assert events[-1].reason == "completed" and len(epochs) == 3
+
+
 def test_closing_the_generator_leaves_a_usable_network():
     x, y = id_data(100)
     net = small()
