@@ -6,6 +6,7 @@ import streamlit as st
 from engine.errors import DatasetError
 from ui.datasets import NO_DATA_HELP, dataset_summary, retry, save_upload
 from ui.frame import page_setup
+from ui.state import current_accuracy
 
 lab, dataset, error = page_setup("Home", "🏠", heading="🔢 Digit Lab")
 st.markdown(
@@ -36,12 +37,15 @@ with st.expander("Use other data", expanded=dataset is None):
                          placeholder="/data/mnist.npz")
     kind = st.radio("Dataset kind", ["mnist", "fashion-mnist"], horizontal=True,
                     index=0 if "fashion" not in lab.dataset_name else 1, key="dataset_kind")
-    if st.button("Use this path", key="use_path"):
+    switching_locked = lab.training  # the run trains on the data it started with
+    if switching_locked:
+        st.caption("A training run is going on: switch the data after it ends (or stop it on **Train**).")
+    if st.button("Use this path", key="use_path", disabled=switching_locked):
         lab.dataset_path, lab.dataset_name = (path.strip() or None), kind
         retry()
         st.rerun()
     upload = st.file_uploader("…or upload a Keras-format .npz", type=["npz"], key="dataset_upload")
-    if upload is not None and st.button("Use the uploaded file", key="use_upload"):
+    if upload is not None and st.button("Use the uploaded file", key="use_upload", disabled=switching_locked):
         try:
             lab.dataset_path, lab.dataset_name = save_upload(upload.getvalue(), kind), kind
             st.rerun()
@@ -52,10 +56,11 @@ st.subheader("Your network")
 if lab.network is None:
     st.info("No network yet. Start on **Build** — try the *Recommended* preset.")
 else:
-    acc = lab.test_accuracy
+    acc = current_accuracy(lab, dataset)
+    accuracy = ("training now — see **Train**" if lab.training
+                else f"test accuracy **{'not measured' if math.isnan(acc) else f'{acc:.2%}'}**")
     st.markdown(f"`{lab.network.describe()}` · {lab.network.parameter_count:,} parameters · "
-                f"{lab.network.epochs_trained} epochs trained · test accuracy "
-                f"**{'not measured' if math.isnan(acc) else f'{acc:.2%}'}**")
+                f"{lab.network.epochs_trained} epochs trained · {accuracy}")
 
 st.caption("More: **Evaluate** (confusion matrix, mistakes, weights), **Compare** (the same network "
            "in Keras), **Data**, **Models** (save/load), **Environment** — in the sidebar.")

@@ -101,9 +101,9 @@ def load_network(source, max_bytes=MAX_MODEL_BYTES):
         if "pickle" in str(e).lower():
             raise ModelFileError("The file holds pickled Python objects, which are never loaded "
                                  "(they could run code). Save models with Digit Lab.") from None
-        raise ModelFileError(f"Not a Digit Lab model (.npz): {e}") from None
+        raise ModelFileError(f"Not a Digit Lab model (.npz): {str(e).rstrip('.')}.") from None
     except _READ_ERRORS as e:
-        raise ModelFileError(f"Not a readable .npz model file (truncated or damaged): {e}") from None
+        raise ModelFileError(f"Not a readable .npz model file (truncated or damaged: {e}).") from None
     return _network_from_arrays(arrays)
 
 
@@ -124,7 +124,7 @@ def _check_container(head, opened, max_bytes):
         with zipfile.ZipFile(opened) as archive:
             members = archive.infolist()
     except _READ_ERRORS as e:
-        raise ModelFileError(f"Not a readable .npz model file (truncated or damaged): {e}") from None
+        raise ModelFileError(f"Not a readable .npz model file (truncated or damaged: {e}).") from None
     finally:
         if hasattr(opened, "seek"):
             opened.seek(0)

@@ -6,8 +6,10 @@ from engine.memory import check_memory, format_bytes, training_memory_bytes
 from engine.network import Network, parse_layers
 from engine.trainer import evaluate
 from ui.charts import architecture_figure
+from ui.datasets import current_dataset
 from ui.frame import page_setup, require_dataset
 from ui.settings import apply_preset, bind, remember, settings
+from ui.state import data_key
 
 lab, dataset, error = page_setup("Build", "🏗️", heading="🏗️ Build a network")
 
@@ -60,20 +62,37 @@ with right:
 for problem in problems:
     st.error(problem)
 
+
+def create_network():
+    """A callback, so the sidebar (drawn before the page body) already shows the new network.
+    It reads the widgets' values as the click sent them, not the previous run's."""
+    remember(lab, "build", "b_")
+    chosen, (data, _) = settings(lab, "build"), current_dataset(lab)
+    if data is None or lab.training:
+        return
+    try:
+        net = Network([data.x_train[0].size, *parse_layers(chosen["layers"]), data.num_classes],
+                      chosen["activation"], chosen["use_bias"], chosen["dtype"], seed=int(chosen["seed"]))
+    except (ConfigError, TypeError, ValueError):
+        return  # the page lists what is wrong
+    _, untrained = evaluate(net, data.x_test, data.y_test)
+    lab.set_network(net, settings=dict(chosen))
+    lab.remember_accuracy(untrained, data_key(data))
+    lab.untrained_accuracy = untrained
+    lab.optimizer = None
+    lab.job = None
+    st.session_state["build_created"] = lab.version  # the message below is about this network only
+
+
 require_dataset(dataset, error)
 if lab.training:
     st.warning("A training run is going on. Stop it on **Train** before building a new network, "
                "so the trained one is not lost.")
-elif st.button("Create network", type="primary", disabled=bool(problems), key="create_network"):
-    net = Network(sizes, s["activation"], s["use_bias"], s["dtype"], seed=int(s["seed"]))
-    _, untrained = evaluate(net, dataset.x_test, dataset.y_test)
-    lab.set_network(net, settings=dict(s), test_accuracy=untrained)
-    lab.untrained_accuracy = untrained
-    lab.optimizer = None
-    lab.job = None
-    st.session_state["build_created"] = True
+else:
+    st.button("Create network", type="primary", disabled=bool(problems), key="create_network",
+              on_click=create_network)
 
-if lab.network is not None and st.session_state.get("build_created"):
+if lab.network is not None and st.session_state.get("build_created") == lab.version and not lab.training:
     st.success(f"Created `{lab.network.describe()}`. Untrained test accuracy: **{lab.untrained_accuracy:.2%}** "
                "(about 10%: a guess among 10 classes, like the notebook's 0.1093).")
     st.page_link("pages/2_Train.py", label="Now train it", icon="📈")

@@ -8,7 +8,7 @@ import streamlit as st
 from ui import live_view
 from ui.charts import runs_overlay, training_curves
 from ui.frame import page_setup, require_dataset, require_network
-from ui.runs import FINISHED_LABELS, describe_differences, record_finished_run, start_run
+from ui.runs import describe_differences, finished_text, record_finished_run, start_run
 from ui.settings import bind, remember
 
 lab, dataset, error = page_setup("Train", "📈", badge=False)
@@ -108,8 +108,7 @@ def live_progress():
     st.progress(min(p.run_fraction, 1.0), text=run_text)
     st.progress(min(p.epoch_fraction, 1.0), text=epoch_text)
     if not job.active:
-        label = FINISHED_LABELS.get(p.status, p.status)
-        (st.error if p.status in ("diverged", "failed") else st.success)(f"{label}: {p.message}")
+        (st.error if p.status in ("diverged", "failed") else st.success)(finished_text(p.status, p.message))
         if not math.isnan(p.test_accuracy):
             st.metric("Test accuracy", f"{p.test_accuracy:.2%}")
         if p.epochs_table:

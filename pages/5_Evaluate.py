@@ -26,8 +26,10 @@ with left:
     st.plotly_chart(confusion_figure(ev["confusion"], names), key="confusion", width="stretch")
 with right:
     st.subheader("Per-class accuracy")
-    fig = go.Figure(go.Bar(x=[str(n) for n in names], y=ev["per_class_accuracy"], marker_color="#1f77b4",
-                           text=[f"{a:.0%}" for a in ev["per_class_accuracy"]], textposition="outside"))
+    shares = ev["per_class_accuracy"]  # NaN for a class without test images: a labelled gap
+    fig = go.Figure(go.Bar(x=[str(n) for n in names], y=np.nan_to_num(shares), marker_color="#1f77b4",
+                           text=[f"{a:.0%}" if np.isfinite(a) else "no images" for a in shares],
+                           textposition="outside"))
     fig.update_layout(height=300, yaxis=dict(range=[0, 1.1]), xaxis=dict(type="category"),
                       margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(fig, key="per_class", width="stretch")

@@ -4,6 +4,7 @@ import streamlit as st
 
 from engine.errors import ModelFileError
 from engine.persistence import load_network, network_bytes
+from ui.datasets import current_dataset
 from ui.frame import mismatch, page_setup
 from ui.models import UPLOAD_LIMIT_BYTES, adopt, list_models, metadata_for, models_dir, safe_name, save_current
 
@@ -12,25 +13,70 @@ st.caption(f"Saved in `{models_dir().resolve()}` (set `DIGITLAB_MODELS_DIR` to c
 busy = lab.training
 
 st.subheader("Save the current network")
+
+
+def show_flash(where):
+    """A message a button's callback left for this run (callbacks run before the page is drawn)."""
+    flash = st.session_state.pop(f"flash_{where}", None)
+    if flash:
+        getattr(st, flash[0])(flash[1])
+
+
+def replace_saved(clean):
+    st.session_state.pop("confirm_overwrite", None)
+    path = save_current(lab, current_dataset(lab)[0], clean)
+    st.session_state["flash_save"] = ("success", f"Saved `{path.name}` (replaced the old file).")
+
+
 if lab.network is None:
     st.info("No network yet: build and train one first.")
 else:
     c1, c2 = st.columns([3, 1])
-    name = c1.text_input("Name", value=f"net-{'-'.join(map(str, lab.network.sizes))}", key="save_name")
+    default = f"net-{'-'.join(map(str, lab.network.sizes))}"
+    if st.session_state.get("save_name_for") != default:  # a new architecture: a name that fits it
+        st.session_state["save_name_for"] = st.session_state["save_name"] = default
+    name = c1.text_input("Name", key="save_name")
+    clean = safe_name(name)
     if c2.button("Save", type="primary", key="save_model", disabled=busy,
                  help="Stop training first" if busy else None):
-        clean = safe_name(name)
         if not clean:
             st.error("Give the model a name (letters, digits, dots, dashes).")
+        elif (models_dir() / f"{clean}.npz").exists():
+            st.session_state["confirm_overwrite"] = clean  # asked below: never replaced silently
         else:
-            path = save_current(lab, dataset, clean)
-            st.success(f"Saved `{path.name}`.")
+            st.success(f"Saved `{save_current(lab, dataset, clean).name}`.")
+    show_flash("save")
+    if clean and st.session_state.get("confirm_overwrite") == clean and not busy:
+        st.warning(f"`{clean}.npz` already exists. Replace it with the current network?")
+        yes, no = st.columns(2)
+        yes.button("Yes, replace it", key="confirm_overwrite_yes", type="primary", on_click=replace_saved,
+                   args=(clean,))
+        no.button("Cancel", key="confirm_overwrite_no", on_click=st.session_state.pop,
+                  args=("confirm_overwrite", None))
     st.download_button("⬇️ Download the current network (.npz)", key="download_model",
                        data=network_bytes(lab.network, lab.optimizer, metadata_for(lab, dataset, "download")),
-                       file_name=f"{safe_name(name) or 'digitlab-model'}.npz", mime="application/octet-stream",
+                       file_name=f"{clean or 'digitlab-model'}.npz", mime="application/octet-stream",
                        disabled=busy)
 
 st.subheader("Saved models")
+
+
+def load_saved(chosen):
+    """A callback, so the sidebar already shows the loaded network."""
+    try:
+        loaded = load_network(models_dir() / chosen)
+        problem = mismatch(loaded[0], current_dataset(lab)[0])
+        if problem:
+            raise ModelFileError(problem)
+        if lab.training:
+            raise ModelFileError("a training run is going on; load after it ends.")
+        adopt(lab, *loaded)
+        st.session_state["flash_load"] = (
+            "success", f"Loaded `{chosen}`: {lab.network.describe()}, {lab.network.epochs_trained} epochs trained.")
+    except ModelFileError as bad:
+        st.session_state["flash_load"] = ("error", f"Cannot load `{chosen}`: {bad}")
+
+
 rows = list_models()
 if not rows:
     st.info("No saved models yet.")
@@ -40,15 +86,8 @@ else:
     files = [r["file"] for r in rows]
     chosen = st.selectbox("Model", files, key="model_choice")
     c1, c2 = st.columns(2)
-    if c1.button("Load as current network", key="load_model", disabled=busy):
-        try:
-            loaded = load_network(models_dir() / chosen)
-            if mismatch(loaded[0], dataset):
-                raise ModelFileError(mismatch(loaded[0], dataset))
-            adopt(lab, *loaded)
-            st.success(f"Loaded `{chosen}`: {lab.network.describe()}, {lab.network.epochs_trained} epochs trained.")
-        except ModelFileError as bad:
-            st.error(f"Cannot load `{chosen}`: {bad}")
+    c1.button("Load as current network", key="load_model", disabled=busy, on_click=load_saved, args=(chosen,))
+    show_flash("load")
     if c2.button("Delete…", key="delete_model"):
         st.session_state["confirm_delete"] = chosen
     if st.session_state.get("confirm_delete") == chosen:
@@ -64,14 +103,26 @@ else:
 
 st.subheader("Upload a model")
 upload = st.file_uploader("A Digit Lab .npz (never unpickled; every array is checked)", type=["npz"], key="model_upload")
-if upload is not None and st.button("Use the uploaded model", key="use_uploaded_model", disabled=busy):
+
+
+def use_upload():
+    """A callback, so the sidebar already shows the uploaded network."""
     try:
-        network, optimizer, metadata = load_network(upload.getvalue(), max_bytes=UPLOAD_LIMIT_BYTES)
-        if mismatch(network, dataset):
-            raise ModelFileError(mismatch(network, dataset))
+        network, optimizer, metadata = load_network(st.session_state["model_upload"].getvalue(),
+                                                    max_bytes=UPLOAD_LIMIT_BYTES)
+        problem = mismatch(network, current_dataset(lab)[0])
+        if problem:
+            raise ModelFileError(problem)
+        if lab.training:
+            raise ModelFileError("a training run is going on; load after it ends.")
         adopt(lab, network, optimizer, metadata)
-        st.success(f"Loaded the upload: {network.describe()}.")
+        st.session_state["flash_upload"] = ("success", f"Loaded the upload: {network.describe()}.")
     except ModelFileError as bad:
-        st.error(f"That file cannot be used: {bad} The current network is unchanged.")
+        st.session_state["flash_upload"] = ("error", f"That file cannot be used: {bad} The current network is unchanged.")
+
+
+if upload is not None:
+    st.button("Use the uploaded model", key="use_uploaded_model", disabled=busy, on_click=use_upload)
+show_flash("upload")
 if busy:
     st.caption("Training is going on: loading and saving wait until it stops (the trained network is never replaced mid-run).")

@@ -10,7 +10,7 @@ import streamlit as st
 
 from ui.datasets import current_dataset
 from ui.runs import record_finished_run
-from ui.state import get_lab
+from ui.state import current_accuracy, get_lab
 from ui.training import BLAS_THREADS_PER_RUN
 
 
@@ -59,8 +59,10 @@ def sidebar_status(lab, dataset, error, badge=True):
     net = lab.network
     if net is None:
         st.caption("**Network:** none yet — build one on Build")
+    elif lab.training:  # its figures change with every batch: the Train page shows them
+        st.caption(f"**Network:** {net.describe()}  \n**Training now** — progress and accuracy on Train")
     else:
-        acc = lab.test_accuracy
+        acc = current_accuracy(lab, dataset)
         acc_text = "not measured" if math.isnan(acc) else f"{acc:.2%}"
         st.caption(f"**Network:** {net.describe()}  \n**Epochs trained:** {net.epochs_trained}  \n"
                    f"**Test accuracy:** {acc_text}")

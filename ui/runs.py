@@ -7,10 +7,22 @@ from engine.memory import check_memory
 from engine.optimizers import make_optimizer
 from engine.schedules import Schedule
 from engine.trainer import TrainConfig
+from ui.state import data_key
 from ui.training import TrainingJob, session_checker
 
-FINISHED_LABELS = {"completed": "✅ Completed", "stopped": "⏹️ Stopped", "diverged": "⚠️ Diverged",
-                   "early_stopped": "✅ Early-stopped", "failed": "❌ Failed"}
+FINISHED = {"completed": ("✅", "Completed"), "stopped": ("⏹️", "Stopped"), "diverged": ("⚠️", "Diverged"),
+            "early_stopped": ("✅", "Early stopping"), "failed": ("❌", "Failed")}
+
+
+def finished_text(status, message):
+    """'✅ Completed 3 epochs.' or '⚠️ Diverged in epoch 2: …': the status word once, never twice."""
+    icon, label = FINISHED.get(status, ("", status.capitalize()))
+    if message.startswith(label):
+        return f"{icon} {message}"
+    prefix = f"training {label.lower()}"                # the engine's "Training diverged in …"
+    if message.lower().startswith(prefix):
+        return f"{icon} {label}{message[len(prefix):]}"
+    return f"{icon} {label}: {message}"
 
 
 def build_config(build, train, n_samples):
@@ -67,6 +79,7 @@ def start_run(lab, dataset, keep_state=True):
     lab.job = TrainingJob(lab.network, optimizer, dataset.x_train, dataset.y_train, dataset.x_test,
                           dataset.y_test, config, settings=settings, session_alive=session_checker()).start()
     lab.job.recorded = False
+    lab.job.data_key = data_key(dataset)  # the accuracy it measures belongs to this data
     return None
 
 
@@ -80,9 +93,9 @@ def record_finished_run(lab):
     history = [dict(r) for r in job.network.history[-run_epochs:]] if run_epochs else []
     lab.runs.append({"name": f"run {len(lab.runs) + 1}", "settings": dict(job.settings), "history": history,
                      "status": job.status, "test_accuracy": job.test_accuracy})
-    if not math.isnan(job.test_accuracy):
-        lab.test_accuracy = job.test_accuracy
     lab.version += 1
+    if not math.isnan(job.test_accuracy):
+        lab.remember_accuracy(job.test_accuracy, getattr(job, "data_key", None))
     return True
 
 

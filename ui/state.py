@@ -1,4 +1,5 @@
 """Each browser session's lab, kept in `st.session_state` so reruns and navigation never lose it."""
+import math
 from dataclasses import dataclass, field
 
 import streamlit as st
@@ -14,6 +15,7 @@ class Lab:
     job: object = None                   # ui.training.TrainingJob of the latest run
     runs: list = field(default_factory=list)   # finished runs: {"name", "settings", "history"}
     test_accuracy: float = float("nan")
+    accuracy_key: tuple = None           # (version, data_key) that test_accuracy was measured for
     untrained_accuracy: float = float("nan")
     version: int = 0                     # bumped whenever the weights change (cache key)
     last_drawn: object = None            # 28x28 float image last drawn on Predict
@@ -39,7 +41,32 @@ class Lab:
         if settings is not None:
             self.build_settings = settings
         self.test_accuracy = test_accuracy
+        self.accuracy_key = None         # measured elsewhere (a saved model): re-measured here
         self.version += 1
+
+    def remember_accuracy(self, accuracy, key):
+        """Record the current weights' test accuracy on the data with this data_key."""
+        self.test_accuracy, self.accuracy_key = accuracy, (self.version, key)
+
+
+def data_key(dataset):
+    """What identifies a dataset for a cached accuracy."""
+    return None if dataset is None else (dataset.name, dataset.source, len(dataset.y_test))
+
+
+def current_accuracy(lab, dataset):
+    """The current network's test accuracy on `dataset`: measured once per weights and data
+    (so switching the data never shows a figure from other data); NaN when it cannot run on it."""
+    if lab.network is None or dataset is None:
+        return math.nan
+    key = data_key(dataset)
+    if lab.accuracy_key != (lab.version, key):
+        net = lab.network
+        if net.sizes[0] != dataset.x_test[0].size or net.sizes[-1] != dataset.num_classes or lab.training:
+            return math.nan  # shapes differ, or the weights are being trained right now
+        from engine.trainer import evaluate
+        lab.remember_accuracy(float(evaluate(net, dataset.x_test, dataset.y_test)[1]), key)
+    return lab.test_accuracy
 
 
 def get_lab():

@@ -1,0 +1,85 @@
+"""What the pages say about the current network stays true (AppTest): the sidebar right after
+an action, the test accuracy after the data changes, the data locked during a run, a model
+file never replaced without asking, and a run's end told without repeating itself."""
+import numpy as np
+
+from app_support import (apps, assert_clean, build_network, data_path, env, finish, goto, joined, lab,  # noqa: F401
+                         start_training, write_dataset)
+from ui.runs import finished_text
+
+
+def sidebar(at):
+    return joined(at.sidebar.caption)
+
+
+def test_the_sidebar_shows_a_network_as_soon_as_it_is_created(apps):
+    at = apps.new()
+    build_network(at, layers="16")
+    assert "784-16-10" in sidebar(at), sidebar(at)
+    assert "none yet" not in sidebar(at)
+
+
+def test_accuracy_follows_the_data_it_is_shown_for(apps, env):
+    at = apps.new()
+    build_network(at, layers="16")
+    start_training(at, epochs=3)
+    finish(at)
+    trained = lab(at).test_accuracy
+    assert f"{trained:.2%}" in sidebar(at)
+    # Other data (same shapes, other images and labels): the figure is measured again on it.
+    other = write_dataset(env / "other.npz", n_train=300, n_test=150, seed=7)
+    goto(at, "app.py")
+    at.text_input(key="dataset_path_input").set_value(str(other))
+    at.button(key="use_path").click().run()
+    assert_clean(at, "Home after switching data")
+    from engine.data import load_mnist
+    from engine.trainer import evaluate
+    d = load_mnist(str(other))
+    expected = evaluate(lab(at).network, d.x_test, d.y_test)[1]
+    assert f"{expected:.2%}" != f"{trained:.2%}", "the test needs data on which the network scores differently"
+    assert f"{expected:.2%}" in sidebar(at), sidebar(at)
+    assert f"{expected:.2%}" in joined(at.markdown)
+
+
+def test_the_data_cannot_be_switched_during_a_run(apps):
+    at = apps.new()
+    build_network(at, layers="16")
+    start_training(at, epochs=200)
+    goto(at, "app.py")
+    assert at.button(key="use_path").disabled
+    assert "training run is going on" in joined(at.caption)
+    assert "Training now" in sidebar(at)
+    lab(at).job.stop()
+    finish(at)
+    assert not at.button(key="use_path").disabled
+
+
+def test_saving_over_a_model_asks_first(apps, env):
+    at = apps.new()
+    build_network(at, layers="16")
+    goto(at, "8_Models.py")
+    at.text_input(key="save_name").set_value("mine").run()
+    at.button(key="save_model").click().run()
+    first = (env / "models" / "mine.npz").read_bytes()
+    build_network(at, layers="8", seed=3)
+    goto(at, "8_Models.py")
+    assert at.text_input(key="save_name").value == "net-784-8-10"  # the name follows the network
+    at.text_input(key="save_name").set_value("mine").run()
+    at.button(key="save_model").click().run()
+    assert "already exists" in joined(at.warning)
+    assert (env / "models" / "mine.npz").read_bytes() == first
+    at.button(key="confirm_overwrite_no").click().run()
+    assert not at.warning and (env / "models" / "mine.npz").read_bytes() == first
+    at.button(key="save_model").click().run()
+    at.button(key="confirm_overwrite_yes").click().run()
+    assert_clean(at, "Models after replacing")
+    assert "replaced" in joined(at.success) and not at.warning
+    from engine.persistence import load_network
+    assert np.array_equal(load_network(env / "models" / "mine.npz")[0].params, lab(at).network.params)
+
+
+def test_a_finished_run_names_its_status_once():
+    assert finished_text("completed", "Completed 3 epochs.") == "✅ Completed 3 epochs."
+    assert finished_text("diverged", "Training diverged in epoch 2: the loss …") == "⚠️ Diverged in epoch 2: the loss …"
+    assert finished_text("failed", "Training failed: MemoryError: x") == "❌ Failed: MemoryError: x"
+    assert finished_text("stopped", "The browser tab closed; stopped.") == "⏹️ Stopped: The browser tab closed; stopped."
