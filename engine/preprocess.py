@@ -50,12 +50,14 @@ class DigitPreparation:
         return self.digit is None
 
 
-def prepare_digit(image):
+def prepare_digit(image, min_extent=0.0):
     """Prepare a canvas drawing or photo for an MNIST network.
 
     `image` is a NumPy array (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA,
     uint8 or float in [0, 1], or the bytes of an image file (PNG, JPEG...).
-    Raises ImageError when the input is not a usable image.
+    min_extent: marks whose longer side is below this fraction of the image's shorter side
+    are too small to be a digit (a dot on a canvas would otherwise be read as one); 0 takes
+    any size. Raises ImageError when the input is not a usable image.
     """
     grey = to_grey(image)
     steps = [("grey", _as_uint8(grey))]
@@ -74,6 +76,11 @@ def prepare_digit(image):
 
     cropped = _crop_to_ink(ink)
     steps.append(("cropped", cropped))
+    extent = max(cropped.shape) / min(grey.shape)
+    if extent < min_extent:
+        reason = (f"Too small to read: the marks span {extent:.0%} of the image; "
+                  f"a digit needs at least {min_extent:.0%}.")
+        return DigitPreparation(None, steps, inverted, reason)
     scaled = _scale_to_box(cropped, BOX)
     steps.append((f"scaled to {BOX} px", scaled))
     if scaled.max() <= 0:  # only possible for a speck that resampling wiped out

@@ -7,6 +7,10 @@ from engine.preprocess import ImageError, prepare_digit
 from ui.charts import probability_bars
 from ui.frame import page_setup, require_dataset, require_network
 
+# Marks on the canvas spanning less than this share of it are a dot or a slip, not a digit
+# (a dot drawn with the widest brush spans 14%; a digit drawn to be read spans far more).
+MIN_DRAWN_EXTENT = 0.15
+
 lab, dataset, error = page_setup("Predict", "✏️")
 require_dataset(dataset, error)
 require_network(lab, dataset)
@@ -29,7 +33,13 @@ def square(image):
 def show_prepared(prepared, where):
     """The pipeline's steps, the prediction and its probabilities, or a hint when blank."""
     if prepared.digit is None:
-        st.info(f"{prepared.reason} — draw (or upload) a digit to get a prediction.")
+        empty = prepared.reason.startswith("The canvas is empty")  # all dark or transparent
+        if where == "draw":
+            st.info("The canvas is empty: draw a digit with the mouse." if empty
+                    else f"{prepared.reason} Draw the digit larger.")
+        else:
+            reason = "The image is blank (all dark or transparent)." if empty else prepared.reason
+            st.info(f"{reason} Upload a photo or scan of one handwritten digit.")
         return None
     steps = prepared.steps[-3:]
     st.image([square(img) for _, img in steps], caption=[title for title, _ in steps], width=84)
@@ -99,7 +109,7 @@ with tab_draw:
             st.info("Draw a digit on the black square (white ink) — the prediction appears here.")
         else:
             try:
-                drawn = show_prepared(prepare_digit(image), "draw")
+                drawn = show_prepared(prepare_digit(image, min_extent=MIN_DRAWN_EXTENT), "draw")
                 if drawn is not None:
                     lab.last_drawn = drawn
             except ImageError as bad:

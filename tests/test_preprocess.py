@@ -269,3 +269,13 @@ def test_fuzz_arrays(image):
                   elements=st.sampled_from([0, 0, 0, 40, 128, 255])))
 def test_fuzz_sparse_drawings(image):
     prepare_or_refuse(image)
+
+
+def test_marks_too_small_for_a_digit_are_refused_only_when_asked():
+    canvas = np.zeros((280, 280), np.float32)
+    canvas[130:150, 130:150] = 1.0  # a dot, as a click on the canvas leaves it
+    small = prepare_digit(canvas, min_extent=0.15)
+    assert small.digit is None and "Too small" in small.reason and "7%" in small.reason
+    assert prepare_digit(canvas).digit is not None  # photos and the CLI take any size
+    canvas[60:220, 136:144] = 1.0   # now a tall stroke through it: a "1"
+    assert prepare_digit(canvas, min_extent=0.15).digit is not None
