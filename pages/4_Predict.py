@@ -36,10 +36,10 @@ def show_prepared(prepared, where):
         empty = prepared.reason.startswith("The canvas is empty")  # all dark or transparent
         if where == "draw":
             st.info("The canvas is empty: draw a digit with the mouse." if empty
-                    else f"{prepared.reason} Draw the digit larger.")
+                    else f"{prepared.reason} Draw the digit larger to get a prediction.")
         else:
             reason = "The image is blank (all dark or transparent)." if empty else prepared.reason
-            st.info(f"{reason} Upload a photo or scan of one handwritten digit.")
+            st.info(f"{reason} Upload a photo or scan of one handwritten digit to get a prediction.")
         return None
     steps = prepared.steps[-3:]
     st.image([square(img) for _, img in steps], caption=[title for title, _ in steps], width=84)
