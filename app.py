@@ -47,7 +47,7 @@ with st.expander("Use other data", expanded=dataset is None):
     upload = st.file_uploader("…or upload a Keras-format .npz", type=["npz"], key="dataset_upload")
     if upload is not None and st.button("Use the uploaded file", key="use_upload", disabled=switching_locked):
         try:
-            lab.dataset_path, lab.dataset_name = save_upload(upload.getvalue(), kind), kind
+            lab.dataset_path, lab.dataset_name = save_upload(upload.getvalue(), kind, upload.name), kind
             st.rerun()
         except DatasetError as bad:
             st.error(f"That file cannot be used: {bad}")

@@ -60,7 +60,7 @@ class TrainConfig:
             if n_train < 1:
                 raise ConfigError("The validation split leaves no samples to train on.")
             if self.batch_size > n_train:
-                raise ConfigError(f"Batch size {self.batch_size} is larger than the {n_train} training samples.")
+                raise ConfigError(f"Batch size {self.batch_size:,} is larger than the {n_train:,} training samples.")
 
 
 @dataclass

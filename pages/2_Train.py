@@ -16,7 +16,7 @@ require_dataset(dataset, error)
 require_network(lab, dataset)
 
 bind(lab, "train", "t_")
-with st.expander("Settings", expanded=not lab.training and lab.job is None):
+with st.expander("Settings", expanded=not lab.training):
     c1, c2, c3 = st.columns(3)
     with c1:
         st.radio("Optimizer", ["adam", "sgd"], horizontal=True, key="t_optimizer")
@@ -112,9 +112,10 @@ def live_progress():
         if not math.isnan(p.test_accuracy):
             st.metric("Test accuracy", f"{p.test_accuracy:.2%}")
         if p.epochs_table:
-            seconds = [r["seconds"] for r in p.epochs_table]
-            st.caption(f"Run time {p.elapsed:.2f} s · seconds per epoch: "
-                       + ", ".join(f"{s:.3f}" for s in seconds), help="Measured where the network trains (its own process).")
+            seconds = sorted(r["seconds"] for r in p.epochs_table)
+            st.caption(f"Run time {p.elapsed:.2f} s · {len(seconds)} epoch{'s' if len(seconds) != 1 else ''}, "
+                       f"median {seconds[len(seconds) // 2]:.3f} s each (fastest {seconds[0]:.3f} s, slowest "
+                       f"{seconds[-1]:.3f} s)", help="Measured where the network trains (its own process).")
     if p.batch_steps:
         # Redrawn by Streamlit while training only without the live view: Streamlit then remounts
         # the chart at every redraw (its identity hashes the data), so hover and zoom could not
@@ -124,8 +125,11 @@ def live_progress():
                         config={"staticPlot": True} if job.active else None)
     if p.epochs_table:
         columns, rows = live_view.epoch_rows(p)
-        st.dataframe(pd.DataFrame(rows, columns=columns), hide_index=True, width="stretch",
-                     column_config={"seconds": st.column_config.NumberColumn(format="%.2f")})
+        # newest first, as the live view shows it; fixed decimals so the columns line up
+        st.dataframe(pd.DataFrame(rows[::-1], columns=columns), hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.2f" if c == "seconds" else
+                                                                      "%d" if c == "epoch" else "%.4f")
+                                    for c in columns})
     if not job.active and record_finished_run(lab):
         st.rerun()  # the run ended: refresh the whole page (buttons, sidebar)
 

@@ -55,6 +55,9 @@ elif fault == "dropout_scale" and keep_prob >= 1:
 elif fault == "bias_gradient" and not network.use_bias:
     st.info("This network has no biases, so the bias bug cannot show.")
 
+# What a result was computed for: shown with it, and compared with the settings now on screen.
+chosen = (source, None if problem else network.describe(), samples, eps, mode, per_layer, keep_prob, fault,
+          lab.version if source == "Current network" else None)
 if st.button("Run gradient check", type="primary", key="gc_run", disabled=problem is not None):
     bar = st.progress(0.0, text="Checking…")
     last = [0.0]
@@ -69,14 +72,20 @@ if st.button("Run gradient check", type="primary", key="gc_run", disabled=proble
                             entries_per_layer=None if mode == "All parameters" else int(per_layer),
                             keep_prob=keep_prob, fault=None if fault.startswith("none") else fault,
                             on_progress=report)
-    lab.gradcheck = (result, time.perf_counter() - start, network.describe())
+    lab.gradcheck = (result, time.perf_counter() - start, network.describe(), chosen)
 
 result = lab.gradcheck
 if result is not None:
-    result, seconds, described = result
+    result, seconds, described, settings_then = result
+    if settings_then != chosen:
+        st.caption("These results are for the settings of the last run of the check "
+                   f"({FAULTS.get(settings_then[7], 'correct backprop')}); press **Run gradient check** "
+                   "for the settings above.")
+    broken = FAULTS.get(settings_then[7])
     verdict_text = (f"**Verdict: {result.verdict}** — max relative error {result.max_relative_error:.2e} "
-                    f"over {sum(l.checked for l in result.layers):,} entries of `{described}`, "
-                    f"{result.samples} samples, {seconds:.1f} s.")
+                    f"over {sum(l.checked for l in result.layers):,} entries of `{described}` (checked in "
+                    f"float64), {result.samples} samples, {seconds:.1f} s."
+                    + (f" Backprop broken on purpose: {broken}." if broken else ""))
     kinks = sum(l.kinks for l in result.layers)
     if kinks:
         verdict_text += (f" {kinks} entr{'y' if kinks == 1 else 'ies'} whose ±ε nudge crossed a ReLU kink "

@@ -57,7 +57,7 @@ if result is not None:
     init = result["max_abs_diff_init"]
     tolerance = 1e-5 if result["network"].dtype.__name__ == "float32" else 1e-10
     (st.success if init < tolerance else st.error)(
-        f"**Forward check at initialisation:** max |p_engine − p_keras| on the test set = {init:.2e} "
+        f"**Forward check on the shared starting weights:** max |p_engine − p_keras| on the test set = {init:.2e} "
         f"({'agree' if init < tolerance else 'DISAGREE'}: tolerance {tolerance:.0e} for "
         f"{result['network'].dtype.__name__}).")
     history = result["history"]
@@ -70,12 +70,16 @@ if result is not None:
         m[3].metric("Time per epoch, engine / Keras", f"{ratio:.2f}×" if not math.isnan(ratio) else "–")
         epochs_axis = [h["epoch"] for h in history]
         fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss", "Training accuracy"))
-        for side, colour in (("engine", "#1f77b4"), ("keras", "#d62728")):
+        # The two sides usually lie on top of each other: the engine's line is wide and pale, Keras's
+        # thin and dashed over it, so both stay visible where they agree.
+        styles = {"engine": dict(line=dict(color="#1f77b4", width=7), opacity=0.45, marker=dict(size=11)),
+                  "keras": dict(line=dict(color="#d62728", width=2, dash="dash"), marker=dict(symbol="x", size=8))}
+        for side, style in styles.items():
             fig.add_trace(go.Scatter(x=epochs_axis, y=[h[side]["loss"] for h in history], name=f"{side} loss",
-                                     mode="lines+markers", line=dict(color=colour)), row=1, col=1)
+                                     mode="lines+markers", legendgroup=side, **style), row=1, col=1)
             fig.add_trace(go.Scatter(x=epochs_axis, y=[h[side]["accuracy"] for h in history],
-                                     name=f"{side} accuracy", mode="lines+markers",
-                                     line=dict(color=colour, dash="dot")), row=1, col=2)
+                                     name=f"{side} accuracy", mode="lines+markers", legendgroup=side, **style),
+                          row=1, col=2)
         fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
         st.plotly_chart(fig, key="cmp_curves", width="stretch")
         table = pd.DataFrame([{"epoch": h["epoch"], "engine loss": h["engine"]["loss"],

@@ -82,7 +82,10 @@ if not rows:
     st.info("No saved models yet.")
 else:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={"test accuracy": st.column_config.NumberColumn(format="%.4f")})
+                 column_config={"file": st.column_config.TextColumn(width="medium"),
+                                "name": st.column_config.TextColumn(width="medium"),
+                                "parameters": st.column_config.NumberColumn(format="localized"),
+                                "test accuracy": st.column_config.NumberColumn(format="percent")})
     files = [r["file"] for r in rows]
     chosen = st.selectbox("Model", files, key="model_choice")
     c1, c2 = st.columns(2)

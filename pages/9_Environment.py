@@ -22,11 +22,15 @@ c[2].metric("CPU cores", f"{info['cpu_usable']} usable of {info['cpu_count']}")
 total = info.get("memory_total_bytes")
 c[3].metric("Memory", f"{total / 2**30:.1f} GiB" if total else "unknown")
 st.markdown(f"**BLAS:** {blas.get('library', 'unknown')} {blas.get('version', '')}, "
-            f"{blas.get('threads', '?')} threads ({blas.get('architecture', '')})")
+            f"{blas.get('threads', '?')} thread{'' if blas.get('threads') == 1 else 's'} ({blas.get('architecture', '')})")
 st.markdown("**Packages:** " + " · ".join(f"{k} {v}" for k, v in info["packages"].items()))
 data = info.get("dataset") or {}
 st.markdown(f"**Dataset in use:** {dataset.source if dataset is not None else 'none loaded'}")
-st.markdown("**Dataset locations:** " + " · ".join(f"{k}: `{v}`" for k, v in data.items()))
+LOCATION_LABELS = {"mnist_path": "MNIST_PATH", "fashion_mnist_path": "FASHION_MNIST_PATH",
+                   "mnist_cached": "MNIST in Keras's cache", "fashion_mnist_cached": "Fashion-MNIST in Keras's cache"}
+st.markdown("**Dataset locations:** " + " · ".join(
+    f"{LOCATION_LABELS.get(k, k)}: " + ("yes" if v is True else "no" if v is False else "not set" if v is None else f"`{v}`")
+    for k, v in data.items()))
 if info.get("tensorflow") is None:
     st.caption("TensorFlow: not checked yet (importing it takes seconds; only the Compare page needs it).")
 else:

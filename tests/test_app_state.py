@@ -83,3 +83,13 @@ def test_a_finished_run_names_its_status_once():
     assert finished_text("diverged", "Training diverged in epoch 2: the loss …") == "⚠️ Diverged in epoch 2: the loss …"
     assert finished_text("failed", "Training failed: MemoryError: x") == "❌ Failed: MemoryError: x"
     assert finished_text("stopped", "The browser tab closed; stopped.") == "⏹️ Stopped: The browser tab closed; stopped."
+
+
+def test_fashion_mnist_given_as_mnist_path_is_named_as_such(apps, env, monkeypatch):
+    from app_support import clear_caches
+    monkeypatch.setenv("MNIST_PATH", str(write_dataset(env / "fashion-mnist-small.npz")))
+    clear_caches()
+    at = apps.new()
+    assert_clean(at, "Home")
+    assert "Fashion-MNIST" in joined(at.success), joined(at.success)
+    assert "Fashion-MNIST" in sidebar(at)

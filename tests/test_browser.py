@@ -119,7 +119,7 @@ def _check_evaluate(page):
 def _check_compare(page):
     """Run the Keras comparison: the forward check and the comparison table appear."""
     main_area(page).get_by_role("button", name="Run the comparison").click()
-    main_area(page).get_by_text("Forward check at initialisation").wait_for(timeout=180_000)
+    main_area(page).get_by_text("Forward check on the shared starting weights").wait_for(timeout=180_000)
     settle(page)
     text = main_area(page).inner_text()
     assert "agree" in text and "DISAGREE" not in text, text[:500]

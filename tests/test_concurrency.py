@@ -495,10 +495,10 @@ def read_result(s, timeout=60):
         if (state["metric"] and side_acc and side_acc.group(1) == state["metric"]) or time.monotonic() > deadline:
             break
         s.page.wait_for_timeout(300)
-    history = re.search(r"seconds per epoch: ([\d., ]+)", state["main"])
+    history = re.search(r"(\d+) epochs?, median", state["main"])
     return {"state": state, "test_accuracy": state["metric"],
             "sidebar_accuracy": side_acc.group(1) if side_acc else None,
-            "history": len(history.group(1).split(",")) if history else 0}
+            "history": int(history.group(1)) if history else 0}
 
 
 def replay_accuracies(sample_path, sessions):

@@ -1,6 +1,7 @@
 """The dataset, loaded once per server and shared read-only by every session."""
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -33,7 +34,11 @@ def _load(path, name, env_value):
 def current_dataset(lab):
     """The lab's dataset, or (None, message saying what to do)."""
     env_value = os.environ.get("FASHION_MNIST_PATH" if "fashion" in lab.dataset_name else "MNIST_PATH")
-    return _load(lab.dataset_path, lab.dataset_name, env_value)
+    path, name = lab.dataset_path, lab.dataset_name
+    if "fashion" not in name and "fashion" in str(path or env_value or "").lower():
+        # e.g. MNIST_PATH=/usr/share/datasets/fashion-mnist: name its classes as what they are
+        path, name = path or env_value, "fashion-mnist"
+    return _load(path, name, env_value)
 
 
 def retry():
@@ -41,12 +46,14 @@ def retry():
     _load.clear()
 
 
-def save_upload(data, name="mnist"):
-    """Validate an uploaded .npz; store it under its content hash so sessions share it.
-    Returns the stored path; raises DatasetError with the reason if the file is bad."""
+def save_upload(data, name="mnist", filename=None):
+    """Validate an uploaded .npz; store it under its content hash (so sessions share it) and
+    the user's file name (so the app can say which file it is). Returns the stored path;
+    raises DatasetError with the reason if the file is bad."""
     load_npz_bytes(data, name="Fashion-MNIST" if "fashion" in name else "MNIST")
     UPLOAD_DIR.mkdir(parents=True, exist_ok=True)
-    path = UPLOAD_DIR / f"{hashlib.sha256(data).hexdigest()[:16]}.npz"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(filename or "upload").stem).strip(".-")[:60] or "upload"
+    path = UPLOAD_DIR / f"{stem}-{hashlib.sha256(data).hexdigest()[:16]}.npz"
     if not path.exists():
         tmp = path.with_suffix(".part")
         tmp.write_bytes(data)

@@ -56,7 +56,7 @@ def _summary(path, mtime):
     return {"file": Path(path).name, "name": meta.get("name", Path(path).stem),
             "architecture": net.describe(), "parameters": net.parameter_count,
             "epochs": net.epochs_trained, "test accuracy": acc, "optimizer": opt.name if opt else "–",
-            "dataset": meta.get("dataset"), "saved": meta.get("saved")}
+            "dataset": meta.get("dataset"), "saved": str(meta.get("saved") or "").replace("T", " ")}
 
 
 def list_models():
