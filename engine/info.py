@@ -174,7 +174,7 @@ def bug_report_text(info):
     """A plain-text block with every fact, to paste into a bug report."""
     blas = info.get("blas")
     blas_text = ("unknown (threadpoolctl not installed or no BLAS found)" if not blas else
-                 f"{blas['library']} {blas['version']}, {blas['threads']} threads"
+                 f"{blas['library']} {blas['version']}, {blas['threads']} thread{'' if blas['threads'] == 1 else 's'}"
                  f" ({blas['threading_layer']}, {blas['architecture']})")
     quota = info.get("cpu_quota")
     limit = info.get("memory_limit_bytes")

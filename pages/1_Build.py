@@ -13,10 +13,10 @@ from ui.state import data_key
 
 lab, dataset, error = page_setup("Build", "🏗️", heading="🏗️ Build a network")
 
-presets = st.columns([1, 1, 3])
-presets[0].button("Notebook preset", key="preset_notebook", on_click=apply_preset, args=(lab, "notebook"),
+presets = st.container(horizontal=True)  # wraps on narrow screens instead of cutting the labels
+presets.button("Notebook preset", key="preset_notebook", on_click=apply_preset, args=(lab, "notebook"),
                   help="784-64-32-10, ReLU, no biases, Adam 0.001, batch 100, 10 epochs: the original notebook.")
-presets[1].button("Recommended preset", key="preset_recommended", on_click=apply_preset, args=(lab, "recommended"),
+presets.button("Recommended preset", key="preset_recommended", on_click=apply_preset, args=(lab, "recommended"),
                   help="The best settings found for a few thousand digits within a minute of training.")
 
 bind(lab, "build", "b_")

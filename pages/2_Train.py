@@ -37,7 +37,8 @@ with st.expander("Settings", expanded=not lab.training):
         st.selectbox("Learning-rate schedule", ["constant", "step", "cosine"], key="t_schedule")
         st.number_input("Warm-up epochs", min_value=0.0, step=0.5, key="t_warmup")
         st.number_input("Max-norm on hidden weights (0 = off)", min_value=0.0, step=0.5, key="t_max_norm")
-        st.checkbox("Augment (shift ±2 px, rotate ±10°, scale ±10%)", key="t_augment")
+        st.checkbox("Augment the images", key="t_augment",
+                    help="Each batch is shown shifted by up to ±2 px, rotated by up to ±10° and scaled by up to ±10%.")
 remember(lab, "train", "t_")
 
 if lab.train_settings["augment"] and not lab.training:
@@ -65,18 +66,18 @@ def on_stop():
     lab.job.stop()
 
 
-controls = st.columns([1, 2, 3])
+controls = st.container(horizontal=True, vertical_alignment="center")  # wraps on narrow screens
 if lab.training:
     if lab.job.paused:
-        controls[0].button("▶️ Resume", key="resume", on_click=on_resume, type="primary")
+        controls.button("▶️ Resume", key="resume", on_click=on_resume, type="primary")
     else:
-        controls[0].button("⏸️ Pause", key="pause", on_click=on_pause)
-    controls[1].button("⏹️ Stop", key="stop", on_click=on_stop)
+        controls.button("⏸️ Pause", key="pause", on_click=on_pause)
+    controls.button("⏹️ Stop", key="stop", on_click=on_stop)
 else:
-    controls[0].button("▶️ Start training", key="start", on_click=on_start, type="primary")
+    controls.button("▶️ Start training", key="start", on_click=on_start, type="primary")
     if lab.optimizer is not None:
-        controls[1].checkbox("Continue optimizer state", value=True, key="t_continue",
-                             help="Keep Adam's moments and step count: the curves continue.")
+        controls.checkbox("Continue optimizer state", value=True, key="t_continue",
+                          help="Keep Adam's moments and step count: the curves continue.")
 if lab.train_error:
     st.error(lab.train_error)
     lab.train_error = None

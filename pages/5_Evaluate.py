@@ -30,7 +30,7 @@ with right:
     fig = go.Figure(go.Bar(x=[str(n) for n in names], y=np.nan_to_num(shares), marker_color="#1f77b4",
                            text=[f"{a:.0%}" if np.isfinite(a) else "no images" for a in shares],
                            textposition="outside"))
-    fig.update_layout(height=300, yaxis=dict(range=[0, 1.1]), xaxis=dict(type="category"),
+    fig.update_layout(height=300, yaxis=dict(range=[0, 1.1]), xaxis=dict(type="category", dtick=1),
                       margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(fig, key="per_class", width="stretch")
     st.markdown("**Digits in one cell of the matrix**")

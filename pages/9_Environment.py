@@ -26,7 +26,9 @@ st.markdown(f"**BLAS:** {blas.get('library', 'unknown')} {blas.get('version', ''
 st.markdown("**Packages:** " + " · ".join(f"{k} {v}" for k, v in info["packages"].items()))
 data = info.get("dataset") or {}
 st.markdown(f"**Dataset in use:** {dataset.source if dataset is not None else 'none loaded'}")
-LOCATION_LABELS = {"mnist_path": "MNIST_PATH", "fashion_mnist_path": "FASHION_MNIST_PATH",
+LOCATION_LABELS = {"mnist_source": "MNIST comes from", "keras_cache_dir": "Keras's cache",
+                   "debian_fashion_mnist": "Debian's dataset-fashion-mnist",
+                   "mnist_path": "MNIST_PATH", "fashion_mnist_path": "FASHION_MNIST_PATH",
                    "mnist_cached": "MNIST in Keras's cache", "fashion_mnist_cached": "Fashion-MNIST in Keras's cache"}
 st.markdown("**Dataset locations:** " + " · ".join(
     f"{LOCATION_LABELS.get(k, k)}: " + ("yes" if v is True else "no" if v is False else "not set" if v is None else f"`{v}`")

@@ -26,15 +26,18 @@ def architecture_figure(sizes, activation):
         fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(width=0.5, color="rgba(120,120,120,0.35)"),
                                  hoverinfo="skip", showlegend=False))
     names = ["input"] + [f"hidden {i} ({activation})" for i in range(1, len(sizes) - 1)] + ["output (softmax)"]
-    for x, (ys, size, name) in enumerate(zip(positions, sizes, names)):
+    # Labels stack their words (size, layer, activation) so neighbours do not overlap on narrow screens.
+    labels = ["input"] + [f"hidden {i}<br>{activation}" for i in range(1, len(sizes) - 1)] + ["output<br>softmax"]
+    for x, (ys, size, name, text) in enumerate(zip(positions, sizes, names, labels)):
         fig.add_trace(go.Scatter(x=[x] * len(ys), y=ys, mode="markers",
                                  marker=dict(size=14, color=INK if 0 < x < len(sizes) - 1 else "#555"),
                                  name=name, hovertext=f"{name}: {size} units", hoverinfo="text",
                                  showlegend=False))
         label = f"{size:,}" + (" …" if size > MAX_NODES_DRAWN else "")
-        fig.add_annotation(x=x, y=-1.25, text=f"<b>{label}</b><br>{name}", showarrow=False, font=dict(size=11))
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=50), plot_bgcolor="white",
-                      xaxis=dict(visible=False), yaxis=dict(visible=False, range=[-1.6, 1.2]))
+        fig.add_annotation(x=x, y=-1.2, text=f"<b>{label}</b><br>{text}", showarrow=False, font=dict(size=11),
+                           yanchor="top")
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
+                      xaxis=dict(visible=False), yaxis=dict(visible=False, range=[-1.9, 1.15]))
     return fig
 
 
@@ -137,8 +140,10 @@ def confusion_figure(confusion, class_names):
     names = [str(c) for c in class_names]
     fig = go.Figure(go.Heatmap(z=confusion, x=names, y=names, colorscale="Blues", text=confusion,
                                texttemplate="%{text}", hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
-    fig.update_layout(height=480, xaxis_title="predicted", yaxis_title="true", xaxis=dict(type="category"),
-                      yaxis=dict(type="category", autorange="reversed"), margin=dict(l=10, r=10, t=20, b=10))
+    # dtick 1: every class labelled even when the chart is narrow (plotly would drop every other one)
+    fig.update_layout(height=480, xaxis_title="predicted", yaxis_title="true",
+                      xaxis=dict(type="category", dtick=1), yaxis=dict(type="category", autorange="reversed", dtick=1),
+                      margin=dict(l=10, r=10, t=20, b=10))
     return fig
 
 
