@@ -41,6 +41,14 @@ with st.expander("Settings", expanded=not lab.training):
                     help="Each batch is shown shifted by up to ±2 px, rotated by up to ±10° and scaled by up to ±10%.")
 remember(lab, "train", "t_")
 
+# Far above the usual range a run diverges (and ends, keeping the weights from before the failing epoch).
+USUAL_LR = {"adam": (1e-4, 0.01, 0.05), "sgd": (1e-3, 0.5, 2.0)}  # low, high, warn above
+low, high, warn_above = USUAL_LR[lab.train_settings["optimizer"]]
+if not lab.training and lab.train_settings["lr"] > warn_above:
+    st.warning(f"A learning rate of {lab.train_settings['lr']:g} is far above the usual range for "
+               f"{lab.train_settings['optimizer'].upper()} ({low:g} to {high:g}): the run will probably diverge. "
+               "If it does, it stops and keeps the weights from before the failing epoch.")
+
 if lab.train_settings["augment"] and not lab.training:
     with st.expander("What the network is shown with augmentation"):
         from engine.augment import AugmentConfig, augment_batch

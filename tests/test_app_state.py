@@ -93,3 +93,20 @@ def test_fashion_mnist_given_as_mnist_path_is_named_as_such(apps, env, monkeypat
     assert_clean(at, "Home")
     assert "Fashion-MNIST" in joined(at.success), joined(at.success)
     assert "Fashion-MNIST" in sidebar(at)
+
+
+def test_a_far_too_large_learning_rate_is_flagged_and_keeps_the_trained_network(apps):
+    at = apps.new()
+    build_network(at, layers="32")
+    start_training(at, epochs=3)
+    finish(at)
+    trained, accuracy = lab(at).network.params.copy(), lab(at).test_accuracy
+    from app_support import set_train
+    set_train(at, lr=10.0)
+    assert "far above the usual range" in joined(at.warning)
+    at.button(key="start").click().run()
+    finish(at)
+    assert lab(at).job.status == "diverged", lab(at).job.message
+    assert "Diverged in epoch 1 of this run" in joined(at.error), joined(at.error)
+    np.testing.assert_array_equal(lab(at).network.params, trained)
+    assert f"{accuracy:.2%}" in sidebar(at)
