@@ -279,3 +279,38 @@ def test_build_train_check_predict_flow(chromium, flow_server, shots):
     copied = publish_screenshots(shots, ["home"] + [name for _, name, _ in pages])
     if copied:
         print("updated: " + ", ".join(str(p) for p in copied))
+
+
+def test_a_reload_keeps_the_lab_and_a_second_tab_gets_its_own(chromium, flow_server, shots):
+    context, page = _new_page(chromium)
+    sidebar = page.get_by_test_id("stSidebarUserContent")
+    step = "build"
+    try:
+        page.goto(flow_server.url + "/")
+        wait_title(page, home_title())
+        settle(page)
+        go_to(page, "Build")
+        settle(page)
+        main_area(page).get_by_role("button", name="Create network").click()
+        main_area(page).get_by_text("Untrained test accuracy").wait_for()
+        go_to(page, "Train")
+        settle(page)
+        assert re.search(r"/Train\?lab=[\w-]{20,}$", page.url), page.url
+        step = "reload"
+        page.reload()
+        wait_title(page)
+        settle(page)
+        sidebar.get_by_text("784-64-32-10", exact=False).wait_for()
+        assert "none yet" not in sidebar.inner_text()
+        assert_no_exception(page, "Train after a reload")
+        step = "second tab"
+        other = context.new_page()
+        other.goto(page.url)  # the same link while the first tab is open
+        wait_title(other)
+        settle(other)
+        other.get_by_test_id("stSidebarUserContent").get_by_text("none yet", exact=False).wait_for()
+        assert other.url.split("lab=")[1] != page.url.split("lab=")[1]
+    except Exception as error:  # noqa: BLE001
+        _fail_with(flow_server, page, shots, step, error)
+    finally:
+        context.close()

@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+LAB_PARAM = "lab"  # the URL query parameter that brings a lab back after a reload
+
 
 @dataclass
 class Lab:
@@ -30,6 +32,7 @@ class Lab:
     evaluation_key: tuple = None
     test_probabilities: object = None
     test_probabilities_key: tuple = None
+    token: str = None                    # names the lab in the URL (ui/reload.py)
 
     @property
     def training(self):
@@ -70,7 +73,14 @@ def current_accuracy(lab, dataset):
 
 
 def get_lab():
-    """This session's Lab (created on first use)."""
+    """This session's Lab: created on first use, or taken back after a browser reload (the
+    page's URL carries the lab's token, see ui/reload.py)."""
+    from ui import reload
+    session_id = reload.current_session_id()
     if "lab" not in st.session_state:
-        st.session_state["lab"] = Lab()
-    return st.session_state["lab"]
+        st.session_state["lab"] = reload.claim(st.query_params.get(LAB_PARAM), session_id) or Lab()
+    lab = st.session_state["lab"]
+    token = reload.register(lab, session_id)
+    if st.query_params.get(LAB_PARAM) != token:
+        st.query_params[LAB_PARAM] = token
+    return lab
