@@ -54,19 +54,25 @@ def register(lab, session_id):
     return lab.token
 
 
-def claim(token, session_id):
-    """The lab kept under `token` if its own session has gone (it becomes this session's), else None."""
+def claim(token, session_id, wait=0.5):
+    """The lab kept under `token` if its own session has gone (it becomes this session's), else
+    None. A reloading tab closes its old connection first, but give the server `wait` seconds
+    to notice before calling the owner's tab open."""
     if not token:
         return None
-    with _lock:
-        entry = _labs.get(str(token))
-        if entry is None or time.monotonic() - entry[2] > KEEP_SECONDS:
-            return None
-        lab, owner, _ = entry
-        if owner != session_id and _session_open(owner):
+    deadline = time.monotonic() + wait
+    while True:
+        with _lock:
+            entry = _labs.get(str(token))
+            if entry is None or time.monotonic() - entry[2] > KEEP_SECONDS:
+                return None
+            lab, owner, _ = entry
+            if owner == session_id or not _session_open(owner):
+                entry[1], entry[2] = session_id, time.monotonic()
+                return lab
+        if time.monotonic() >= deadline:
             return None  # someone else's open tab: never share a lab between two sessions
-        entry[1], entry[2] = session_id, time.monotonic()
-        return lab
+        time.sleep(0.1)
 
 
 def _forget_old(now):
