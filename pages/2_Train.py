@@ -10,6 +10,7 @@ from ui.charts import runs_overlay, training_curves
 from ui.frame import page_setup, require_dataset, require_network
 from ui.runs import describe_differences, finished_text, record_finished_run, start_run
 from ui.settings import bind, remember
+from ui.state import data_key
 
 lab, dataset, error = page_setup("Train", "📈", badge=False)
 require_dataset(dataset, error)
@@ -59,7 +60,7 @@ if lab.train_settings["augment"] and not lab.training:
 
 
 def on_start():
-    lab.train_error = start_run(lab, dataset, keep_state=st.session_state.get("t_continue", True))
+    lab.train_error = start_run(lab, dataset, keep_state=bool(lab.train_settings["continue_state"]))
 
 
 def on_pause():
@@ -83,9 +84,11 @@ if lab.training:
     controls.button("⏹️ Stop", key="stop", on_click=on_stop)
 else:
     controls.button("▶️ Start training", key="start", on_click=on_start, type="primary")
-    if lab.optimizer is not None:
-        controls.checkbox("Continue optimizer state", value=True, key="t_continue",
-                          help="Keep Adam's moments and step count: the curves continue.")
+    if lab.optimizer is not None and lab.optimizer.name == lab.train_settings["optimizer"]:
+        # kept in the lab's settings (bound above), so it stays as set while runs come and go
+        controls.checkbox("Continue optimizer state", key="t_continue_state", on_change=remember,
+                          args=(lab, "train", "t_"),
+                          help="Keep the optimizer's state (Adam's moments and step count, SGD's momentum).")
 if lab.train_error:
     st.error(lab.train_error)
     lab.train_error = None
@@ -117,9 +120,15 @@ def live_progress():
     st.progress(min(p.run_fraction, 1.0), text=run_text)
     st.progress(min(p.epoch_fraction, 1.0), text=epoch_text)
     if not job.active:
-        (st.error if p.status in ("diverged", "failed") else st.success)(finished_text(p.status, p.message))
+        show = {"diverged": st.error, "failed": st.error, "stopped": st.info}.get(p.status, st.success)
+        show(finished_text(p.status, p.message))
+        trained_on = getattr(job, "data_key", None)
+        other_data = trained_on is not None and trained_on != data_key(dataset)
         if not math.isnan(p.test_accuracy):
-            st.metric("Test accuracy", f"{p.test_accuracy:.2%}")
+            st.metric(f"Test accuracy on {trained_on[0]}" if other_data else "Test accuracy", f"{p.test_accuracy:.2%}")
+        if other_data:
+            st.caption(f"This run trained and was tested on {trained_on[0]} ({trained_on[1]}), not on the data "
+                       "loaded now; the sidebar gives the network's accuracy on the current data.")
         if p.epochs_table:
             seconds = sorted(r["seconds"] for r in p.epochs_table)
             st.caption(f"Run time {p.elapsed:.2f} s · {len(seconds)} epoch{'s' if len(seconds) != 1 else ''}, "
@@ -149,8 +158,11 @@ live_view.preload()
 if len(lab.runs) >= 2:
     st.subheader("Compare runs")
     names = describe_differences(lab.runs)
-    chosen = st.multiselect("Runs", names, default=names[-2:], key="overlay_runs")
+    # Options are run numbers (names change as runs come to differ in more settings); a new run
+    # gives a new key, so the choice starts again from the last two runs, the new one included.
+    chosen = st.multiselect("Runs", range(len(names)), default=range(len(names))[-2:],
+                            format_func=names.__getitem__, key=f"overlay_runs_{len(names)}")
     metric = st.selectbox("Metric", ["val_accuracy", "accuracy", "val_loss", "loss"], key="overlay_metric")
-    picked = [dict(run, name=name) for run, name in zip(lab.runs, names) if name in chosen]
+    picked = [dict(lab.runs[i], name=names[i]) for i in sorted(chosen)]
     if picked:
         st.plotly_chart(runs_overlay(picked, metric), key="runs_overlay", width="stretch")

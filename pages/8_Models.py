@@ -33,7 +33,9 @@ if lab.network is None:
 else:
     c1, c2 = st.columns([3, 1])
     default = f"net-{'-'.join(map(str, lab.network.sizes))}"
-    if st.session_state.get("save_name_for") != default:  # a new architecture: a name that fits it
+    # A name that fits a new architecture; and a name again when the widget's state was dropped
+    # (Streamlit forgets a widget's value while its page is not shown).
+    if st.session_state.get("save_name_for") != default or "save_name" not in st.session_state:
         st.session_state["save_name_for"] = st.session_state["save_name"] = default
     name = c1.text_input("Name", key="save_name")
     clean = safe_name(name)

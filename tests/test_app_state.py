@@ -110,3 +110,41 @@ def test_a_far_too_large_learning_rate_is_flagged_and_keeps_the_trained_network(
     assert "Diverged in epoch 1 of this run" in joined(at.error), joined(at.error)
     np.testing.assert_array_equal(lab(at).network.params, trained)
     assert f"{accuracy:.2%}" in sidebar(at)
+
+
+def test_compare_runs_keeps_working_as_runs_come_to_differ(apps):
+    at = apps.new()
+    build_network(at, layers="16")
+    start_training(at, epochs=1)
+    finish(at)
+    start_training(at, epochs=2)
+    finish(at)
+    from app_support import set_train
+    set_train(at, batch_size=50)  # a third setting starts to differ: every run's name changes
+    at.button(key="start").click().run()
+    finish(at)
+    runs = at.multiselect(key="overlay_runs_3")
+    assert list(runs.value) == [1, 2], runs.value  # the last two, the new one included
+    figure = [c for c in at.get("plotly_chart") if "runs_overlay" in str(c.proto.id)]
+    assert figure and '"run 3: batch_size=50' in figure[0].proto.spec
+
+
+def test_continue_optimizer_state_stays_as_set(apps):
+    at = apps.new()
+    build_network(at, layers="16")
+    start_training(at, epochs=1)
+    finish(at)
+    at.checkbox(key="t_continue_state").uncheck().run()
+    at.button(key="start").click().run()
+    finish(at)
+    assert at.checkbox(key="t_continue_state").value is False
+    assert lab(at).optimizer.t == 6  # 540 training images / 100 a batch: only this run's steps
+
+
+def test_the_model_name_is_there_on_every_visit(apps):
+    at = apps.new()
+    build_network(at, layers="16")
+    for _ in range(2):
+        goto(at, "8_Models.py")
+        assert at.text_input(key="save_name").value == "net-784-16-10"
+        goto(at, "2_Train.py")

@@ -119,7 +119,7 @@ def test_train_page_uses_the_live_view_while_a_run_is_active(apps):
     job.join(10)
     at.run()
     assert_clean(at, "Train after Stop")
-    assert "Stopped" in joined(at.success) and len(progress_values(at)) == 2
+    assert "Stopped" in joined(at.info) and len(progress_values(at)) == 2
 
 
 def test_train_page_redraws_itself_without_the_live_view(apps, monkeypatch):
@@ -238,3 +238,8 @@ def test_static_files_are_made_on_a_fresh_clone(tmp_path, monkeypatch):
         assert not stale.exists() and recent.exists(), "feeds left by a killed server are cleaned up"
     finally:
         live_view.available.cache_clear()
+
+
+def test_an_ended_run_promises_no_more_time():
+    run_text, _ = live_view.bar_texts(make_progress(status="early_stopped", run_epoch=3, epochs=10, eta=12.0))
+    assert "ended in epoch 3 of 10" in run_text and "ETA" not in run_text

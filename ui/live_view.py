@@ -53,8 +53,11 @@ CSS = """
 def bar_texts(p):
     """The run and epoch progress-bar captions (Streamlit's bars and the live view say the same)."""
     eta = "–" if math.isnan(p.eta) else f"{p.eta:.0f} s"
-    run = (f"Run: {p.run_fraction:.0%} · epoch {max(p.run_epoch, 1)}/{p.epochs} · "
-           f"{p.elapsed:.1f} s elapsed · ETA {eta}")
+    if p.status in ("queued", "running", "paused"):
+        run = (f"Run: {p.run_fraction:.0%} · epoch {max(p.run_epoch, 1)}/{p.epochs} · "
+               f"{p.elapsed:.1f} s elapsed · ETA {eta}")
+    else:  # ended, perhaps early: no estimate of a time that will not come
+        run = f"Run: ended in epoch {max(p.run_epoch, 1)} of {p.epochs} · {p.elapsed:.1f} s"
     epoch = f"Epoch: batch {p.batch}/{p.batches} · {p.samples_per_sec:,.0f} samples/s · lr {p.lr:.2e}"
     return run, epoch
 

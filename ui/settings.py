@@ -7,7 +7,8 @@ BUILD_DEFAULTS = {"layers": "64, 32", "activation": "relu", "keep_prob": 1.0, "u
 TRAIN_DEFAULTS = {"optimizer": "adam", "lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
                   "momentum": 0.9, "weight_decay": 0.0, "batch_size": 100, "epochs": 10,
                   "validation_split": 0.1, "augment": False, "schedule": "constant", "warmup": 0.0,
-                  "max_norm": 0.0, "early_stopping": 0}
+                  "max_norm": 0.0, "early_stopping": 0,
+                  "continue_state": True}  # a run continues Adam's moments / momentum of the last one
 
 
 def settings(lab, which):

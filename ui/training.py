@@ -215,7 +215,10 @@ class TrainingJob:
 
     def _stop_message(self):
         why = "The browser tab closed; stopped" if self._tab_closed else "Stopped"
-        when = f"during epoch {self._last.epoch}" if self._last is not None else "before the first batch"
+        last = self._last
+        when = "before the first batch" if last is None else (
+            f"during epoch {last.run_epoch}" + (f" of this run (the network's epoch {last.epoch})"
+                                                if last.epoch != last.run_epoch else ""))
         return f"{why} {when}; the network keeps its weights as they were at that moment."
 
     def _apply(self, params, optimizer_state, epochs_trained, history):
