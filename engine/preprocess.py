@@ -8,6 +8,8 @@ steps, so `prepare_digit` does exactly that and keeps each step for display.
 """
 
 import io
+import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,7 +80,7 @@ def prepare_digit(image, min_extent=0.0):
     steps.append(("cropped", cropped))
     extent = max(cropped.shape) / min(grey.shape)
     if extent < min_extent:
-        reason = (f"Too small to read: the marks span {extent:.0%} of the image; "
+        reason = (f"Too small to read: the marks span {math.floor(extent * 100)}% of the image; "
                   f"a digit needs at least {min_extent:.0%}.")
         return DigitPreparation(None, steps, inverted, reason)
     scaled = _scale_to_box(cropped, BOX)
@@ -117,7 +119,9 @@ def to_grey(image):
 def decode_image(data):
     """Decode image file bytes with Pillow into an array (L, LA, RGB or RGBA)."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as im:
+            # Our own size limit below is stricter than Pillow's "decompression bomb" warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             # Image.open reads only the header: refuse huge images before decoding.
             _check_size(im.height, im.width)
             if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:

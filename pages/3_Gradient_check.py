@@ -84,8 +84,11 @@ if result is not None:
     broken = FAULTS.get(settings_then[7])
     verdict_text = (f"**Verdict: {result.verdict}** — max relative error {result.max_relative_error:.2e} "
                     f"over {sum(l.checked for l in result.layers):,} entries of `{described}` (checked in "
-                    f"float64), {result.samples} samples, {seconds:.1f} s."
+                    f"float64, ε = {settings_then[3]:.0e}), {result.samples} samples, {seconds:.1f} s."
                     + (f" Backprop broken on purpose: {broken}." if broken else ""))
+    if not broken and settings_then[3] >= 1e-4 and result.verdict not in ("excellent", "fine (kinks)"):
+        verdict_text += (f" A large ε makes the finite difference itself inexact (its error grows with ε²): "
+                         "check again with ε = 1e-5 before suspecting backprop.")
     kinks = sum(l.kinks for l in result.layers)
     if kinks:
         verdict_text += (f" {kinks} entr{'y' if kinks == 1 else 'ies'} whose ±ε nudge crossed a ReLU kink "

@@ -46,7 +46,7 @@ with left:
 with right:
     st.subheader("Pixel intensities")
     fig = go.Figure(go.Bar(x=np.arange(256), y=hist, marker_color="#555"))
-    fig.update_layout(height=320, yaxis_type="log", xaxis_title="pixel value (first 10,000 images)",
+    fig.update_layout(height=320, yaxis_type="log", xaxis_title=f"pixel value (first {min(len(dataset.x_train), 10_000):,} images)",
                       margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(fig, key="pixel_hist", width="stretch")
 
