@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from engine.errors import EngineError
 
@@ -23,6 +23,9 @@ MAX_SIDE = 4096
 MAX_PIXELS = 20_000_000
 INK_THRESHOLD = 0.1           # fraction of the strongest ink that counts as ink
 MIN_CONTRAST = 0.05           # below this the image is treated as blank
+UNEVEN_BORDER = 0.06          # border brightness spread (10th-90th percentile) that means uneven light
+UNEVEN_MIN_SIDE = 32          # smaller images are taken as evenly lit
+BACKGROUND_SIDE = 96          # the paper's light is estimated on a copy this size
 RESAMPLE = Image.Resampling.LANCZOS
 
 
@@ -71,7 +74,10 @@ def prepare_digit(image, min_extent=0.0):
         grey = 1.0 - grey
         steps.append(("inverted", _as_uint8(grey)))
 
-    ink = np.clip(grey - _background_level(grey), 0, None)
+    background = _background(grey)
+    ink = np.clip(grey - background, 0, None)
+    if np.ndim(background):  # uneven light (a photo): its noise must not pass for specks of ink
+        ink = np.asarray(Image.fromarray(_as_uint8(ink)).filter(ImageFilter.MedianFilter(3)), np.float32) / 255
     if ink.max() < MIN_CONTRAST:
         reason = "No ink found: the image has no marks that stand out from the background."
         return DigitPreparation(None, steps, inverted, reason)
@@ -216,6 +222,29 @@ def _background_level(grey):
         return float(np.median(grey))
     border = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
     return float(np.median(border))
+
+
+def _background(grey):
+    """The background under each pixel (ink is light by now): the border's level where that is
+    even (a canvas, a clean scan); on a photo with uneven light, a smooth map of the paper, so
+    the darker side of a sheet does not count as ink."""
+    level = _background_level(grey)
+    if min(grey.shape) < UNEVEN_MIN_SIDE:
+        return level
+    border = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+    low, high = np.percentile(border, [10, 90])
+    if high - low < UNEVEN_BORDER:
+        return level
+    # Work on a small copy (the light changes slowly): an opening (min then max filter) wider
+    # than any stroke removes the ink and keeps the paper; a blur smooths the filters' blocks.
+    h, w = grey.shape
+    scale = BACKGROUND_SIDE / max(h, w)
+    small = Image.fromarray(_as_uint8(grey)).resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                                                    Image.Resampling.BOX)
+    size = max(3, (min(small.size) // 3) | 1)  # odd, about a third of the shorter side
+    paper = small.filter(ImageFilter.MinFilter(size)).filter(ImageFilter.MaxFilter(size))
+    paper = paper.filter(ImageFilter.GaussianBlur(size / 2)).resize((w, h), Image.Resampling.BILINEAR)
+    return np.asarray(paper, dtype=np.float32) / 255
 
 
 def _crop_to_ink(ink):

@@ -279,3 +279,20 @@ def test_marks_too_small_for_a_digit_are_refused_only_when_asked():
     assert prepare_digit(canvas).digit is not None  # photos and the CLI take any size
     canvas[60:220, 136:144] = 1.0   # now a tall stroke through it: a "1"
     assert prepare_digit(canvas, min_extent=0.15).digit is not None
+
+
+def test_a_photo_under_uneven_light_is_cropped_to_the_ink():
+    # Paper shading from 235 to 185 across and down the page, with sensor noise: the darker
+    # side of the sheet must not count as ink (it used to widen the crop to the whole page).
+    from PIL import ImageDraw
+    rng = np.random.default_rng(0)
+    h, w = 300, 400
+    paper = np.linspace(235, 200, w)[None, :] + np.linspace(0, -15, h)[:, None]
+    image = Image.fromarray(np.clip(paper + rng.normal(0, 3, (h, w)), 0, 255).astype(np.uint8))
+    ImageDraw.Draw(image).line([(200, 75), (200, 225)], fill=40, width=12)  # a "1", 150 px tall
+    result = prepare_digit(np.asarray(image))
+    cropped = dict(result.steps)["cropped"]
+    assert result.inverted and result.digit is not None
+    assert 140 <= cropped.shape[0] <= 165 and cropped.shape[1] <= 20, cropped.shape
+    height, width = ink_box(result.digit)
+    assert height >= 18 and width <= 6  # a tall thin stroke, as drawn
