@@ -54,3 +54,16 @@ def test_old_labs_of_closed_sessions_are_forgotten(monkeypatch):
     assert reload.claim(labs[0].token, "new") is None and reload.claim(labs[-1].token, "new") is labs[-1]
     reload._labs[labs[-1].token][2] -= reload.KEEP_SECONDS + 1  # unused for too long
     assert reload.claim(labs[-1].token, "new") is None
+
+
+def test_kept_labs_stay_within_a_memory_budget(monkeypatch):
+    from engine import Network
+    monkeypatch.setattr(reload, "_labs", {})
+    monkeypatch.setattr(reload, "_session_open", lambda session_id: False)
+    monkeypatch.setattr(reload, "KEEP_BYTES", 3 * 4 * Network([784, 64, 10]).params.nbytes)
+    labs = [Lab(network=Network([784, 64, 10])) for _ in range(5)]
+    for i, one in enumerate(labs):
+        reload.register(one, f"s{i}")
+        reload._labs[one.token][2] = reload.time.monotonic() - 10 + i  # registered in this order
+    reload._forget_old(reload.time.monotonic())
+    assert [lab_ for lab_ in labs if reload.claim(lab_.token, "new", wait=0)] == labs[-3:]

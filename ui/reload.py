@@ -6,7 +6,8 @@ the page's URL (`?lab=...`); a new session that arrives with the token of a lab 
 session has gone takes that lab over. A lab whose session is still open (the link was copied
 into another tab, or shared) is never shared: the newcomer gets a lab of its own.
 
-Labs of closed sessions are kept for KEEP_SECONDS, at most KEEP_LABS of them (oldest dropped).
+Labs of closed sessions are kept for KEEP_SECONDS, at most KEEP_LABS of them holding at most
+KEEP_BYTES of networks (the oldest are dropped first).
 A training run still stops when its tab closes (ui/training.py); its network keeps the weights.
 """
 import secrets
@@ -15,6 +16,7 @@ import time
 
 KEEP_SECONDS = 30 * 60
 KEEP_LABS = 8
+KEEP_BYTES = 512 * 2**20  # networks of closed sessions kept at most (weights, gradients, Adam's moments)
 
 _lock = threading.Lock()
 _labs = {}  # token -> [lab, owner session id, last seen (monotonic)]
@@ -75,10 +77,21 @@ def claim(token, session_id, wait=0.5):
         time.sleep(0.1)
 
 
+def _lab_bytes(lab):
+    """About what a lab's network holds: weights, gradients and two optimizer moments."""
+    net = getattr(lab, "network", None)
+    return 0 if net is None else 4 * net.params.nbytes
+
+
 def _forget_old(now):
-    """Drop labs unused for KEEP_SECONDS, then the oldest labs of closed sessions beyond KEEP_LABS."""
+    """Drop labs unused for KEEP_SECONDS, then the oldest labs of closed sessions beyond
+    KEEP_LABS or KEEP_BYTES."""
     for token in [t for t, (_, _, seen) in _labs.items() if now - seen > KEEP_SECONDS]:
         del _labs[token]
-    closed = sorted((seen, t) for t, (_, owner, seen) in _labs.items() if not _session_open(owner))
-    for _, token in closed[:max(0, len(closed) - KEEP_LABS)]:
-        del _labs[token]
+    closed = sorted(((seen, t) for t, (_, owner, seen) in _labs.items() if not _session_open(owner)),
+                    reverse=True)  # newest first: they are kept
+    kept_bytes = 0
+    for count, (_, token) in enumerate(closed, 1):
+        kept_bytes += _lab_bytes(_labs[token][0])
+        if count > KEEP_LABS or kept_bytes > KEEP_BYTES:
+            del _labs[token]
