@@ -45,6 +45,9 @@ remember(lab, "train", "t_")
 # Far above the usual range a run diverges (and ends, keeping the weights from before the failing epoch).
 USUAL_LR = {"adam": (1e-4, 0.01, 0.05), "sgd": (1e-3, 0.5, 2.0)}  # low, high, warn above
 low, high, warn_above = USUAL_LR[lab.train_settings["optimizer"]]
+if not lab.training and 0 < lab.train_settings["epochs"] <= lab.train_settings["warmup"]:
+    st.warning(f"The warm-up ({lab.train_settings['warmup']:g} epochs) lasts the whole run: the learning "
+               "rate never reaches the value set. Shorten the warm-up or train for more epochs.")
 if not lab.training and lab.train_settings["lr"] > warn_above:
     st.warning(f"A learning rate of {lab.train_settings['lr']:g} is far above the usual range for "
                f"{lab.train_settings['optimizer'].upper()} ({low:g} to {high:g}): the run will probably diverge. "
@@ -55,8 +58,9 @@ if lab.train_settings["augment"] and not lab.training:
         from engine.augment import AugmentConfig, augment_batch
         originals = dataset.x_train[:8].reshape(8, -1).astype(np.float32) / 255
         shown = augment_batch(originals, AugmentConfig(), np.random.default_rng(len(lab.runs)))
-        st.image([img.reshape(28, 28) for img in np.concatenate([originals, shown])], width=56,
-                 caption=["original"] * 8 + ["augmented"] * 8)
+        st.caption("Top row: eight training digits. Bottom row: the same digits as one batch shows them.")
+        st.image([img.reshape(28, 28) for img in originals], width=56)
+        st.image([img.reshape(28, 28) for img in shown], width=56)
 
 
 def on_start():

@@ -80,6 +80,11 @@ if result is not None:
             fig.add_trace(go.Scatter(x=epochs_axis, y=[h[side]["accuracy"] for h in history],
                                      name=f"{side} accuracy", mode="lines+markers", legendgroup=side, **style),
                           row=1, col=2)
+        for col, key in ((1, "loss"), (2, "accuracy")):  # a gap of 1e-6 must not fill the whole chart
+            values = [h[side][key] for h in history for side in styles]
+            mid, half = (max(values) + min(values)) / 2, (max(values) - min(values)) / 2
+            half = max(half * 1.2, abs(mid) * 0.01, 1e-9)
+            fig.update_yaxes(range=[mid - half, mid + half], row=1, col=col)
         fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
         st.plotly_chart(fig, key="cmp_curves", width="stretch")
         table = pd.DataFrame([{"epoch": h["epoch"], "engine loss": h["engine"]["loss"],
@@ -88,7 +93,9 @@ if result is not None:
                                "keras s": h["keras"]["seconds"],
                                "ratio": h["engine"]["seconds"] / h["keras"]["seconds"]} for h in history])
         st.dataframe(table, hide_index=True, width="stretch", key="cmp_table")
+    precision = result["network"].dtype.__name__
     st.info("**Why the curves are not identical to the last digit:** both sides do the same arithmetic in a "
-            "different order (BLAS kernels, fused ops), so float32 rounding differs by ~1e-7 per step and "
+            f"different order (BLAS kernels, fused ops), so {precision} rounding differs by "
+            f"~{'1e-7' if precision == 'float32' else '1e-16'} per step and "
             "grows slowly over thousands of Adam steps; Keras computes the loss with its own clipping of "
             "probabilities. The share of test digits with the same predicted class shows how little this matters.")

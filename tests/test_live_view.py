@@ -242,4 +242,4 @@ def test_static_files_are_made_on_a_fresh_clone(tmp_path, monkeypatch):
 
 def test_an_ended_run_promises_no_more_time():
     run_text, _ = live_view.bar_texts(make_progress(status="early_stopped", run_epoch=3, epochs=10, eta=12.0))
-    assert "ended in epoch 3 of 10" in run_text and "ETA" not in run_text
+    assert "ended at epoch 3/10" in run_text and "ETA" not in run_text

@@ -6,6 +6,8 @@ from plotly.subplots import make_subplots
 MAX_NODES_DRAWN = 12
 INK = "#1f77b4"
 WRONG = "#d62728"
+# Runs overlaid on one chart: colours far apart (plotly's own qualitative palette), not shades of one.
+RUN_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
 def architecture_figure(sizes, activation):
@@ -89,7 +91,7 @@ def runs_overlay(runs, metric="val_accuracy"):
         rows = run["history"]
         fig.add_trace(go.Scatter(x=[r["epoch"] for r in rows], y=[r.get(metric) for r in rows],
                                  mode="lines+markers", name=run["name"]))
-    fig.update_layout(height=340, xaxis_title="epoch", yaxis_title=metric,
+    fig.update_layout(height=340, xaxis_title="epoch", yaxis_title=metric, colorway=RUN_COLOURS,
                       margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=-0.3))
     return fig
 

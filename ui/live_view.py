@@ -57,7 +57,7 @@ def bar_texts(p):
         run = (f"Run: {p.run_fraction:.0%} · epoch {max(p.run_epoch, 1)}/{p.epochs} · "
                f"{p.elapsed:.1f} s elapsed · ETA {eta}")
     else:  # ended, perhaps early: no estimate of a time that will not come
-        run = f"Run: ended in epoch {max(p.run_epoch, 1)} of {p.epochs} · {p.elapsed:.1f} s"
+        run = f"Run: ended at epoch {max(p.run_epoch, 1)}/{p.epochs} · {p.elapsed:.1f} s"
     epoch = f"Epoch: batch {p.batch}/{p.batches} · {p.samples_per_sec:,.0f} samples/s · lr {p.lr:.2e}"
     return run, epoch
 
