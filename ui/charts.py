@@ -91,7 +91,9 @@ def runs_overlay(runs, metric="val_accuracy"):
         rows = run["history"]
         fig.add_trace(go.Scatter(x=[r["epoch"] for r in rows], y=[r.get(metric) for r in rows],
                                  mode="lines+markers", name=run["name"]))
-    fig.update_layout(height=340, xaxis_title="epoch", yaxis_title=metric, colorway=RUN_COLOURS,
+    last_epoch = max((r["epoch"] for run in runs for r in run["history"]), default=0)
+    fig.update_layout(height=340, xaxis=dict(title="epoch", dtick=1 if last_epoch <= 20 else None),
+                      yaxis_title=metric, colorway=RUN_COLOURS,
                       margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=-0.3))
     return fig
 
