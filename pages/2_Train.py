@@ -67,6 +67,10 @@ def on_start():
     lab.train_error = start_run(lab, dataset, keep_state=bool(lab.train_settings["continue_state"]))
 
 
+def keep_continue_choice():
+    lab.train_settings["continue_state"] = st.session_state["continue_state_box"]
+
+
 def on_pause():
     lab.job.pause()
 
@@ -89,9 +93,10 @@ if lab.training:
 else:
     controls.button("▶️ Start training", key="start", on_click=on_start, type="primary")
     if lab.optimizer is not None and lab.optimizer.name == lab.train_settings["optimizer"]:
-        # kept in the lab's settings (bound above), so it stays as set while runs come and go
-        controls.checkbox("Continue optimizer state", key="t_continue_state", on_change=remember,
-                          args=(lab, "train", "t_"),
+        # The lab's setting is the truth (Streamlit forgets a widget's state while it is hidden,
+        # as it is during a run): the box starts from it and writes back to it.
+        controls.checkbox("Continue optimizer state", value=bool(lab.train_settings["continue_state"]),
+                          key="continue_state_box", on_change=keep_continue_choice,
                           help="Keep the optimizer's state (Adam's moments and step count, SGD's momentum).")
 if lab.train_error:
     st.error(lab.train_error)

@@ -134,10 +134,10 @@ def test_continue_optimizer_state_stays_as_set(apps):
     build_network(at, layers="16")
     start_training(at, epochs=1)
     finish(at)
-    at.checkbox(key="t_continue_state").uncheck().run()
+    at.checkbox(key="continue_state_box").uncheck().run()
     at.button(key="start").click().run()
     finish(at)
-    assert at.checkbox(key="t_continue_state").value is False
+    assert at.checkbox(key="continue_state_box").value is False
     assert lab(at).optimizer.t == 6  # 540 training images / 100 a batch: only this run's steps
 
 

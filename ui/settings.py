@@ -9,6 +9,8 @@ TRAIN_DEFAULTS = {"optimizer": "adam", "lr": 0.001, "beta1": 0.9, "beta2": 0.999
                   "validation_split": 0.1, "augment": False, "schedule": "constant", "warmup": 0.0,
                   "max_norm": 0.0, "early_stopping": 0,
                   "continue_state": True}  # a run continues Adam's moments / momentum of the last one
+# Settings whose widget writes them itself (Train's "Continue optimizer state", hidden during runs).
+UNBOUND = {"continue_state"}
 
 
 def settings(lab, which):
@@ -23,14 +25,15 @@ def settings(lab, which):
 def bind(lab, which, prefix):
     """Seed widget keys (prefix + name) from the lab's settings where the widget has no state yet."""
     for key, value in settings(lab, which).items():
-        st.session_state.setdefault(prefix + key, value)
+        if key not in UNBOUND:
+            st.session_state.setdefault(prefix + key, value)
 
 
 def remember(lab, which, prefix):
     """Copy widget values back into the lab so they survive page changes."""
     store = settings(lab, which)
     for key in list(store):
-        if prefix + key in st.session_state:
+        if key not in UNBOUND and prefix + key in st.session_state:
             store[key] = st.session_state[prefix + key]
 
 
