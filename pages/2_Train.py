@@ -32,7 +32,8 @@ with st.expander("Settings", expanded=not lab.training):
     with c2:
         st.number_input("Batch size", min_value=0, step=10, key="t_batch_size")
         st.number_input("Epochs", min_value=0, step=1, key="t_epochs")
-        st.number_input("Validation split", min_value=0.0, max_value=1.0, step=0.05, key="t_validation_split")
+        st.number_input("Validation split", min_value=0.0, max_value=1.0, step=0.05, format="%.3f",
+                        key="t_validation_split")
         st.number_input("Early stopping patience (epochs, 0 = off)", min_value=0, step=1, key="t_early_stopping")
     with c3:
         st.selectbox("Learning-rate schedule", ["constant", "step", "cosine"], key="t_schedule")

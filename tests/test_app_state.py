@@ -44,7 +44,7 @@ def test_accuracy_follows_the_data_it_is_shown_for(apps, env):
 def test_the_data_cannot_be_switched_during_a_run(apps):
     at = apps.new()
     build_network(at, layers="16")
-    start_training(at, epochs=200)
+    start_training(at, epochs=20_000)  # far longer than the checks below; stopped after them
     goto(at, "app.py")
     assert at.button(key="use_path").disabled
     assert "training run is going on" in joined(at.caption)
