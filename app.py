@@ -1,12 +1,11 @@
 """Digit Lab — Home. Run with `streamlit run app.py`."""
-import math
 
 import streamlit as st
 
 from engine.errors import DatasetError
 from ui.datasets import NO_DATA_HELP, dataset_summary, retry, save_upload
 from ui.frame import page_setup
-from ui.state import current_accuracy
+from ui.state import accuracy_text, current_accuracy
 
 lab, dataset, error = page_setup("Home", "🏠", heading="🔢 Digit Lab")
 st.markdown(
@@ -56,9 +55,8 @@ st.subheader("Your network")
 if lab.network is None:
     st.info("No network yet. Start on **Build** — try the *Recommended* preset.")
 else:
-    acc = current_accuracy(lab, dataset)
     accuracy = ("training now — see **Train**" if lab.training
-                else f"test accuracy **{'not measured' if math.isnan(acc) else f'{acc:.2%}'}**")
+                else f"test accuracy **{accuracy_text(current_accuracy(lab, dataset))}**")
     st.markdown(f"`{lab.network.describe()}` · {lab.network.parameter_count:,} parameters · "
                 f"{lab.network.epochs_trained} epochs trained · {accuracy}")
 

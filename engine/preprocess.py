@@ -216,25 +216,26 @@ def _blank_reason(grey):
 
 # ---------------------------------------------------------------- MNIST recipe
 
-def _background_level(grey):
-    """Median brightness of the border, where the background usually is."""
+def _border(grey):
+    """The outermost pixels, where the background usually is (all of a tiny image)."""
     if min(grey.shape) < 3:
-        return float(np.median(grey))
-    border = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
-    return float(np.median(border))
+        return grey.ravel()
+    return np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+
+
+def _background_level(grey):
+    """Median brightness of the border."""
+    return float(np.median(_border(grey)))
 
 
 def _background(grey):
     """The background under each pixel (ink is light by now): the border's level where that is
     even (a canvas, a clean scan); on a photo with uneven light, a smooth map of the paper, so
     the darker side of a sheet does not count as ink."""
-    level = _background_level(grey)
-    if min(grey.shape) < UNEVEN_MIN_SIDE:
-        return level
-    border = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+    border = _border(grey)
     low, high = np.percentile(border, [10, 90])
-    if high - low < UNEVEN_BORDER:
-        return level
+    if min(grey.shape) < UNEVEN_MIN_SIDE or high - low < UNEVEN_BORDER:
+        return float(np.median(border))
     # Work on a small copy (the light changes slowly): an opening (min then max filter) wider
     # than any stroke removes the ink and keeps the paper; a blur smooths the filters' blocks.
     h, w = grey.shape

@@ -256,7 +256,7 @@ def _run(network, optimizer, x, y, config, validation):
             if not math.isfinite(loss):  # inf/NaN weights show up here on the next batch
                 restore(network, optimizer, good)
                 yield EndEvent("diverged",
-                               f"Training diverged: the loss became {loss} in {_where(run_epoch, epoch)}, "
+                               f"Training diverged: the loss became {loss} in {epoch_phrase(run_epoch, epoch)}, "
                                f"batch {b + 1}. {_KEPT}", epochs_done, time.perf_counter() - start_time)
                 return
             if start_loss is None:
@@ -269,13 +269,13 @@ def _run(network, optimizer, x, y, config, validation):
                              correct_sum / seen, lr, now - start_time, seen / max(now - epoch_start, 1e-9), acc)
         if not np.isfinite(network.params).all():
             restore(network, optimizer, good)
-            yield EndEvent("diverged", f"Training diverged in {_where(run_epoch, epoch)}: weights became "
+            yield EndEvent("diverged", f"Training diverged in {epoch_phrase(run_epoch, epoch)}: weights became "
                            f"non-finite. {_KEPT}", epochs_done, time.perf_counter() - start_time)
             return
         mean_loss = loss_sum / n
         if mean_loss > max(start_loss, guess_loss):
             restore(network, optimizer, good)
-            yield EndEvent("diverged", f"Training diverged in {_where(run_epoch, epoch)}: its mean loss "
+            yield EndEvent("diverged", f"Training diverged in {epoch_phrase(run_epoch, epoch)}: its mean loss "
                            f"{mean_loss:.3g} is worse than at the start of the run ({start_loss:.3g}) and "
                            f"worse than guessing ({guess_loss / GUESSING_FACTOR:.3g}). {_KEPT}",
                            epochs_done, time.perf_counter() - start_time)
@@ -311,8 +311,8 @@ def _run(network, optimizer, x, y, config, validation):
 _KEPT = "The weights from before this epoch were kept. Try a smaller learning rate."
 
 
-def _where(run_epoch, epoch):
-    """'epoch 2' of this run, naming the network's own count too when they differ."""
+def epoch_phrase(run_epoch, epoch):
+    """'epoch 2', or 'epoch 2 of this run (the network's epoch 7)' when the network had trained before."""
     return f"epoch {run_epoch}" + (f" of this run (the network's epoch {epoch})" if epoch != run_epoch else "")
 
 

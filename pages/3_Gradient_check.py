@@ -56,8 +56,9 @@ elif fault == "bias_gradient" and not network.use_bias:
     st.info("This network has no biases, so the bias bug cannot show.")
 
 # What a result was computed for: shown with it, and compared with the settings now on screen.
-chosen = (source, None if problem else network.describe(), samples, eps, mode, per_layer, keep_prob, fault,
-          lab.version if source == "Current network" else None)
+chosen = dict(source=source, network=None if problem else network.describe(), samples=samples, eps=eps,
+              mode=mode, per_layer=per_layer, keep_prob=keep_prob, fault=fault,
+              version=lab.version if source == "Current network" else None)
 if st.button("Run gradient check", type="primary", key="gc_run", disabled=problem is not None):
     bar = st.progress(0.0, text="Checking…")
     last = [0.0]
@@ -79,14 +80,14 @@ if result is not None:
     result, seconds, described, settings_then = result
     if settings_then != chosen:
         st.caption("These results are for the settings of the last run of the check "
-                   f"({FAULTS.get(settings_then[7], 'correct backprop')}); press **Run gradient check** "
+                   f"({FAULTS.get(settings_then['fault'], 'correct backprop')}); press **Run gradient check** "
                    "for the settings above.")
-    broken = FAULTS.get(settings_then[7])
+    broken = FAULTS.get(settings_then["fault"])
     verdict_text = (f"**Verdict: {result.verdict}** — max relative error {result.max_relative_error:.2e} "
                     f"over {sum(l.checked for l in result.layers):,} entries of `{described}` (checked in "
-                    f"float64, ε = {settings_then[3]:.0e}), {result.samples} samples, {seconds:.1f} s."
+                    f"float64, ε = {settings_then['eps']:.0e}), {result.samples} samples, {seconds:.1f} s."
                     + (f" Backprop broken on purpose: {broken}." if broken else ""))
-    if not broken and settings_then[3] >= 1e-4 and result.verdict not in ("excellent", "fine (kinks)"):
+    if not broken and settings_then["eps"] >= 1e-4 and result.verdict not in ("excellent", "fine (kinks)"):
         verdict_text += (f" A large ε makes the finite difference itself inexact (its error grows with ε²): "
                          "check again with ε = 1e-5 before suspecting backprop.")
     kinks = sum(l.kinks for l in result.layers)

@@ -63,20 +63,26 @@ else:
 st.subheader("Saved models")
 
 
-def load_saved(chosen):
-    """A callback, so the sidebar already shows the loaded network."""
+def adopt_checked(read, where, success, failure):
+    """Button callback (so the sidebar already shows the new network): read a model, check it
+    fits the data and that no run is going on, make it current; leave a message for `where`."""
     try:
-        loaded = load_network(models_dir() / chosen)
-        problem = mismatch(loaded[0], current_dataset(lab)[0])
+        network, optimizer, metadata = read()
+        problem = mismatch(network, current_dataset(lab)[0])
         if problem:
             raise ModelFileError(problem)
         if lab.training:
             raise ModelFileError("a training run is going on; load after it ends.")
-        adopt(lab, *loaded)
-        st.session_state["flash_load"] = (
-            "success", f"Loaded `{chosen}`: {lab.network.describe()}, {lab.network.epochs_trained} epochs trained.")
+        adopt(lab, network, optimizer, metadata)
+        st.session_state[f"flash_{where}"] = ("success", success(network))
     except ModelFileError as bad:
-        st.session_state["flash_load"] = ("error", f"Cannot load `{chosen}`: {bad}")
+        st.session_state[f"flash_{where}"] = ("error", failure(bad))
+
+
+def load_saved(chosen):
+    adopt_checked(lambda: load_network(models_dir() / chosen), "load",
+                  lambda net: f"Loaded `{chosen}`: {net.describe()}, {net.epochs_trained} epochs trained.",
+                  lambda bad: f"Cannot load `{chosen}`: {bad}")
 
 
 rows = list_models()
@@ -111,19 +117,9 @@ upload = st.file_uploader("A Digit Lab .npz (never unpickled; every array is che
 
 
 def use_upload():
-    """A callback, so the sidebar already shows the uploaded network."""
-    try:
-        network, optimizer, metadata = load_network(st.session_state["model_upload"].getvalue(),
-                                                    max_bytes=UPLOAD_LIMIT_BYTES)
-        problem = mismatch(network, current_dataset(lab)[0])
-        if problem:
-            raise ModelFileError(problem)
-        if lab.training:
-            raise ModelFileError("a training run is going on; load after it ends.")
-        adopt(lab, network, optimizer, metadata)
-        st.session_state["flash_upload"] = ("success", f"Loaded the upload: {network.describe()}.")
-    except ModelFileError as bad:
-        st.session_state["flash_upload"] = ("error", f"That file cannot be used: {bad} The current network is unchanged.")
+    adopt_checked(lambda: load_network(st.session_state["model_upload"].getvalue(), max_bytes=UPLOAD_LIMIT_BYTES),
+                  "upload", lambda net: f"Loaded the upload: {net.describe()}.",
+                  lambda bad: f"That file cannot be used: {bad} The current network is unchanged.")
 
 
 if upload is not None:

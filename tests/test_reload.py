@@ -36,16 +36,16 @@ def test_an_unknown_token_gives_a_fresh_lab(apps):
 def test_a_lab_whose_session_is_open_is_never_shared(monkeypatch):
     mine = Lab()
     token = reload.register(mine, "session-a")
-    monkeypatch.setattr(reload, "_session_open", lambda session_id: session_id == "session-a")
+    monkeypatch.setattr(reload, "session_open", lambda session_id: session_id == "session-a")
     assert reload.claim(token, "session-b") is None          # a copied link while the tab is open
     assert reload.claim(token, "session-a") is mine          # the owner itself
-    monkeypatch.setattr(reload, "_session_open", lambda session_id: False)
+    monkeypatch.setattr(reload, "session_open", lambda session_id: False)
     assert reload.claim(token, "session-b") is mine          # after its tab closed: a reload
 
 
 def test_old_labs_of_closed_sessions_are_forgotten(monkeypatch):
     monkeypatch.setattr(reload, "_labs", {})
-    monkeypatch.setattr(reload, "_session_open", lambda session_id: False)
+    monkeypatch.setattr(reload, "session_open", lambda session_id: False)
     labs = [Lab() for _ in range(reload.KEEP_LABS + 3)]
     for i, one in enumerate(labs):
         reload.register(one, f"s{i}")
@@ -59,7 +59,7 @@ def test_old_labs_of_closed_sessions_are_forgotten(monkeypatch):
 def test_kept_labs_stay_within_a_memory_budget(monkeypatch):
     from engine import Network
     monkeypatch.setattr(reload, "_labs", {})
-    monkeypatch.setattr(reload, "_session_open", lambda session_id: False)
+    monkeypatch.setattr(reload, "session_open", lambda session_id: False)
     monkeypatch.setattr(reload, "KEEP_BYTES", 3 * 4 * Network([784, 64, 10]).params.nbytes)
     labs = [Lab(network=Network([784, 64, 10])) for _ in range(5)]
     for i, one in enumerate(labs):

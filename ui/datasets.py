@@ -1,7 +1,6 @@
 """The dataset, loaded once per server and shared read-only by every session."""
 import hashlib
 import os
-import re
 import tempfile
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import streamlit as st
 
 from engine.data import describe, load_dataset, load_npz_bytes
 from engine.errors import DatasetError
+from ui.models import safe_name
 
 UPLOAD_DIR = Path(os.environ.get("DIGITLAB_UPLOAD_DIR", Path(tempfile.gettempdir()) / "digitlab-uploads"))
 
@@ -52,7 +52,7 @@ def save_upload(data, name="mnist", filename=None):
     raises DatasetError with the reason if the file is bad."""
     load_npz_bytes(data, name="Fashion-MNIST" if "fashion" in name else "MNIST")
     UPLOAD_DIR.mkdir(parents=True, exist_ok=True)
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(filename or "upload").stem).strip(".-")[:60] or "upload"
+    stem = safe_name(Path(filename or "upload").stem)[:60] or "upload"
     path = UPLOAD_DIR / f"{stem}-{hashlib.sha256(data).hexdigest()[:16]}.npz"
     if not path.exists():
         tmp = path.with_suffix(".part")

@@ -4,13 +4,12 @@ Pages are discovered from `pages/` (classic multipage mode), which renders a pag
 deep link on a fresh server; calling this at the top of every page gives each page the same
 frame without relying on `app.py` having run.
 """
-import math
 
 import streamlit as st
 
 from ui.datasets import current_dataset
 from ui.runs import record_finished_run
-from ui.state import current_accuracy, get_lab
+from ui.state import accuracy_text, current_accuracy, get_lab, mismatch  # noqa: F401 (pages import mismatch from here)
 from ui.training import BLAS_THREADS_PER_RUN
 
 
@@ -62,10 +61,8 @@ def sidebar_status(lab, dataset, error, badge=True):
     elif lab.training:  # its figures change with every batch: the Train page shows them
         st.caption(f"**Network:** {net.describe()}  \n**Training now** — progress and accuracy on Train")
     else:
-        acc = current_accuracy(lab, dataset)
-        acc_text = "not measured" if math.isnan(acc) else f"{acc:.2%}"
         st.caption(f"**Network:** {net.describe()}  \n**Epochs trained:** {net.epochs_trained}  \n"
-                   f"**Test accuracy:** {acc_text}")
+                   f"**Test accuracy:** {accuracy_text(current_accuracy(lab, dataset))}")
     if lab.training and badge:
         training_badge(lab)
 
@@ -95,15 +92,6 @@ def require_network(lab, dataset=None):
         st.stop()
 
 
-def mismatch(network, dataset):
-    """Why `network` cannot run on `dataset` (inputs or classes differ), or '' when it can."""
-    if dataset is None:
-        return ""
-    inputs, classes = dataset.x_train[0].size, dataset.num_classes
-    if network.sizes[0] != inputs or network.sizes[-1] != classes:
-        return (f"The network takes {network.sizes[0]} inputs and gives {network.sizes[-1]} classes; "
-                f"the dataset has {inputs} pixels and {classes} classes.")
-    return ""
 
 
 def require_dataset(dataset, error):

@@ -30,9 +30,10 @@ def current_session_id():
     return None if ctx is None else ctx.session_id
 
 
-def _session_open(session_id):
+def session_open(session_id):
     """True only when the server says this browser session is connected. (AppTest's mocked
-    runtime answers with a truthy mock: `is True` counts that as closed.)"""
+    runtime answers with a truthy mock, and disappears between script runs: `is True` counts
+    that as closed, so AppTest sessions neither own labs nor stop runs as "tab closed".)"""
     import streamlit.runtime as runtime
     if session_id is None or not runtime.exists():
         return False
@@ -69,7 +70,7 @@ def claim(token, session_id, wait=0.5):
             if entry is None or time.monotonic() - entry[2] > KEEP_SECONDS:
                 return None
             lab, owner, _ = entry
-            if owner == session_id or not _session_open(owner):
+            if owner == session_id or not session_open(owner):
                 entry[1], entry[2] = session_id, time.monotonic()
                 return lab
         if time.monotonic() >= deadline:
@@ -88,7 +89,7 @@ def _forget_old(now):
     KEEP_LABS or KEEP_BYTES."""
     for token in [t for t, (_, _, seen) in _labs.items() if now - seen > KEEP_SECONDS]:
         del _labs[token]
-    closed = sorted(((seen, t) for t, (_, owner, seen) in _labs.items() if not _session_open(owner)),
+    closed = sorted(((seen, t) for t, (_, owner, seen) in _labs.items() if not session_open(owner)),
                     reverse=True)  # newest first: they are kept
     kept_bytes = 0
     for count, (_, token) in enumerate(closed, 1):

@@ -57,6 +57,22 @@ def data_key(dataset):
     return None if dataset is None else (dataset.name, dataset.source, len(dataset.y_test))
 
 
+def mismatch(network, dataset):
+    """Why `network` cannot run on `dataset` (inputs or classes differ), or '' when it can."""
+    if dataset is None:
+        return ""
+    inputs, classes = dataset.x_train[0].size, dataset.num_classes
+    if network.sizes[0] != inputs or network.sizes[-1] != classes:
+        return (f"The network takes {network.sizes[0]} inputs and gives {network.sizes[-1]} classes; "
+                f"the dataset has {inputs} pixels and {classes} classes.")
+    return ""
+
+
+def accuracy_text(accuracy):
+    """'91.20%', or 'not measured' for NaN."""
+    return "not measured" if math.isnan(accuracy) else f"{accuracy:.2%}"
+
+
 def current_accuracy(lab, dataset):
     """The current network's test accuracy on `dataset`: measured once per weights and data
     (so switching the data never shows a figure from other data); NaN when it cannot run on it."""
@@ -64,11 +80,10 @@ def current_accuracy(lab, dataset):
         return math.nan
     key = data_key(dataset)
     if lab.accuracy_key != (lab.version, key):
-        net = lab.network
-        if net.sizes[0] != dataset.x_test[0].size or net.sizes[-1] != dataset.num_classes or lab.training:
+        if mismatch(lab.network, dataset) or lab.training:
             return math.nan  # shapes differ, or the weights are being trained right now
         from engine.trainer import evaluate
-        lab.remember_accuracy(float(evaluate(net, dataset.x_test, dataset.y_test)[1]), key)
+        lab.remember_accuracy(float(evaluate(lab.network, dataset.x_test, dataset.y_test)[1]), key)
     return lab.test_accuracy
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.trainer import evaluate, snapshot, trainer
+from engine.trainer import epoch_phrase, evaluate, snapshot, trainer
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 # One core is left for serving pages: a class's page loads stay quick while runs train.
@@ -216,9 +216,7 @@ class TrainingJob:
     def _stop_message(self):
         why = "The browser tab closed; stopped" if self._tab_closed else "Stopped"
         last = self._last
-        when = "before the first batch" if last is None else (
-            f"during epoch {last.run_epoch}" + (f" of this run (the network's epoch {last.epoch})"
-                                                if last.epoch != last.run_epoch else ""))
+        when = "before the first batch" if last is None else f"during {epoch_phrase(last.run_epoch, last.epoch)}"
         return f"{why} {when}; the network keeps its weights as they were at that moment."
 
     def _apply(self, params, optimizer_state, epochs_trained, history):
@@ -393,20 +391,8 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
 def session_checker():
     """A callable telling whether the current browser session is still open (False once the
     tab is closed), or None outside a running Streamlit server (e.g. AppTest)."""
-    try:
-        import streamlit.runtime as runtime
-        from streamlit.runtime.scriptrunner import get_script_run_ctx
-    except ImportError:
-        return None
-    ctx = get_script_run_ctx()
-    if ctx is None or not runtime.exists():
-        return None
-    session_id = ctx.session_id
-    # `is not True`: AppTest installs a MagicMock runtime whose answer is a truthy mock, and
-    # which disappears between script runs (the run would be stopped as "tab closed").
-    if runtime.get_instance().is_active_session(session_id) is not True:
+    from ui.reload import current_session_id, session_open
+    session_id = current_session_id()
+    if not session_open(session_id):
         return None  # not a browser session the server tracks (e.g. AppTest): nothing to watch
-
-    def alive():
-        return runtime.exists() and runtime.get_instance().is_active_session(session_id)
-    return alive
+    return lambda: session_open(session_id)
