@@ -3,7 +3,7 @@
 import streamlit as st
 
 from engine.errors import DatasetError
-from ui.datasets import NO_DATA_HELP, dataset_summary, retry, save_upload
+from ui.datasets import NO_DATA_HELP, SAMPLE_BANNER, dataset_summary, retry, save_upload
 from ui.frame import page_setup
 from ui.state import accuracy_text, current_accuracy
 
@@ -26,6 +26,11 @@ if dataset is not None:
     facts = dataset_summary(dataset)
     st.success(f"**{facts['name']}** — {facts['n_train']:,} training and {facts['n_test']:,} test images.  \n"
                f"Source: `{facts['source']}`")
+    if dataset.fallback:
+        st.info(SAMPLE_BANNER)
+        with st.expander("Why the sample, and how to use full MNIST"):
+            st.caption(f"Full MNIST was not found: {dataset.fallback}")
+            st.markdown(NO_DATA_HELP)
 else:
     st.error(f"No dataset could be loaded. {error}")
     st.markdown(NO_DATA_HELP)

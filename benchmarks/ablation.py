@@ -10,7 +10,7 @@ Starts from the notebook's network and adds one ingredient at a time until it re
 Training uses one BLAS thread by default, as the dashboard does (ui/frame.py): on a 2-core
 machine shared with other work, OpenBLAS's default of 2 threads spin-waits and made the same
 run 10-30x slower in our measurements. `--threads 0` leaves the BLAS default alone.
-Skips (exit 0, with a message) when ../shared/data/mnist-sample.npz is absent.
+Skips (exit 0, with a message) when data/mnist-sample.npz is absent.
 """
 import argparse
 import statistics
@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT_SAMPLE = ROOT.parent / "shared" / "data" / "mnist-sample.npz"
+DEFAULT_SAMPLE = ROOT / "data" / "mnist-sample.npz"
 
 # Keys that only describe a preset; everything else must match the preset in the last row.
 LABEL_KEYS = ("description", "tuned")

@@ -18,7 +18,7 @@ Two placements of the browser, both measured:
 Also: a fresh server's first page, from navigation to its title (the 2 s budget of issue 3).
 
 Data: Fashion-MNIST from Debian's dataset-fashion-mnist (60,000 images) when installed,
-else ../shared/data/mnist-sample.npz. Prints a Markdown table and the ratio UI / engine.
+else data/mnist-sample.npz. Prints a Markdown table and the ratio UI / engine.
 """
 import argparse
 import json
@@ -55,7 +55,7 @@ def default_data():
     debian = Path("/usr/share/datasets/fashion-mnist")
     if debian.is_dir():
         return str(debian)
-    return str(ROOT.parent / "shared" / "data" / "mnist-sample.npz")
+    return str(ROOT / "data" / "mnist-sample.npz")
 
 
 def engine_alone(data, layers, epochs, threads):

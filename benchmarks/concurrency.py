@@ -33,7 +33,7 @@ from test_concurrency import (  # noqa: E402  (after the path set-up)
 
 
 def default_data():
-    return str(ROOT.parent / "shared" / "data" / "mnist-sample.npz")
+    return str(ROOT / "data" / "mnist-sample.npz")
 
 
 def fmt(x, digits=2):

@@ -128,7 +128,11 @@ def load_data(path, dataset):
     name = {"fashion": "fashion-mnist"}.get(dataset, dataset)
     target = sys.stderr if sys.stderr.isatty() else io.StringIO()
     with contextlib.redirect_stdout(target):
-        return load_dataset(path, name)
+        data = load_dataset(path, name)
+    if data.fallback:  # on stderr: --json output stays clean
+        print("Using the 5,000-digit sample that ships with Digit Lab; full MNIST loads when online or "
+              f"with --data / MNIST_PATH. ({data.fallback})", file=sys.stderr)
+    return data
 
 
 # ----------------------------------------------------------------------------- train
@@ -505,7 +509,7 @@ def build_parser():
     t.add_argument("--preset", choices=list(PRESETS), help="start from named settings (notebook, recommended)")
     t.add_argument("--data", help="Keras-format .npz or a folder of the four IDX files")
     t.add_argument("--dataset", choices=("mnist", "fashion", "synthetic"), default="mnist",
-                   help="which dataset (without --data: MNIST_PATH, the Keras cache or a download)")
+                   help="which dataset (mnist without --data: MNIST_PATH, the Keras cache, a download, else the bundled 5,000-digit sample)")
     _network_options(t, defaults_given=False)
     t.add_argument("--dtype", choices=("float32", "float64"))
     t.add_argument("--epochs", type=int)

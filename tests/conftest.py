@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-SAMPLE = SHARED / "data" / "mnist-sample.npz"
+SAMPLE = ROOT / "data" / "mnist-sample.npz"  # ships with Digit Lab: real digits on every clone
 NOTEBOOK = SHARED / "seed" / "notebook.md"
 
 # Keras writes into ~/.keras on import unless told otherwise; keep tests hermetic.
@@ -17,9 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def require_sample():
-    """Path of ../shared/data/mnist-sample.npz, or skip the test with the reason."""
+    """Path of the bundled data/mnist-sample.npz (skip with the reason if a clone lacks it)."""
     if not SAMPLE.exists():
-        pytest.skip(f"real MNIST sample not found at {SAMPLE} (only present beside the project in CI)")
+        pytest.skip(f"real MNIST sample not found at {SAMPLE} (it ships in the repository: is the clone complete?)")
     return SAMPLE
 
 

@@ -148,3 +148,21 @@ def test_the_model_name_is_there_on_every_visit(apps):
         goto(at, "8_Models.py")
         assert at.text_input(key="save_name").value == "net-784-16-10"
         goto(at, "2_Train.py")
+
+
+def test_a_fresh_offline_clone_trains_on_the_bundled_sample(apps, env, monkeypatch):
+    """No MNIST_PATH, an empty Keras cache, no internet: the app says it uses the sample that
+    ships with Digit Lab (and how to get full MNIST), and a run learns real digits on it."""
+    import engine.data
+    monkeypatch.delenv("MNIST_PATH")
+    monkeypatch.setenv("KERAS_HOME", str(env / "empty-keras-home"))
+    monkeypatch.setattr(engine.data, "_download_host_resolves", lambda: False)  # offline, whatever the machine
+    at = apps.new()
+    assert_clean(at, "Home")
+    assert "5,000-digit sample that ships with Digit Lab" in joined(at.info)
+    assert "4,000 training and 1,000 test images" in joined(at.success)
+    assert "bundled" in sidebar(at)
+    build_network(at, layers="32")
+    start_training(at, epochs=3)
+    job = finish(at)
+    assert job.status == "completed" and job.test_accuracy > 0.8, (job.status, job.test_accuracy)

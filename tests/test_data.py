@@ -18,7 +18,8 @@ from engine.data import (
 )
 from engine.errors import DatasetError
 
-SAMPLE = Path(__file__).resolve().parents[1].parent / "shared/data/mnist-sample.npz"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "mnist-sample.npz"  # the sample that ships with Digit Lab
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,8 @@ def no_defaults(monkeypatch, tmp_path):
     home.mkdir()
     monkeypatch.setenv("KERAS_HOME", str(home))
     monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(data, "BUNDLED_SAMPLE", tmp_path / "no-bundled-sample.npz")
+    monkeypatch.setattr(data, "_download_host_resolves", lambda: True)  # the fake Keras answers
     install_fake_keras(monkeypatch, error=Exception("URL fetch failure on https://example: None -- [Errno -3]"))
     return home
 
@@ -293,6 +296,31 @@ def test_offline_without_cache(no_defaults):
     message = str(info.value)
     for word in ("No MNIST data found", "URL fetch failure", "MNIST_PATH", "upload", "online"):
         assert word in message
+
+
+def test_offline_falls_back_to_the_bundled_sample(monkeypatch, no_defaults):
+    monkeypatch.setattr(data, "BUNDLED_SAMPLE", ROOT / "data" / "mnist-sample.npz")
+    ds = load_mnist()
+    assert ds.name == data.BUNDLED_NAME and "ships with Digit Lab" in ds.source
+    assert (len(ds.y_train), len(ds.y_test)) == (4000, 1000)
+    assert np.bincount(ds.y_test, minlength=10).tolist() == [100] * 10  # real, balanced digits
+    assert "URL fetch failure" in ds.fallback  # it says why full MNIST is not used
+    with pytest.raises(DatasetError, match="No MNIST data found"):
+        load_mnist(fallback=False)
+
+
+def test_an_explicit_path_that_fails_is_never_replaced_by_the_sample(monkeypatch, tmp_path, no_defaults):
+    monkeypatch.setattr(data, "BUNDLED_SAMPLE", ROOT / "data" / "mnist-sample.npz")
+    monkeypatch.setenv("MNIST_PATH", str(tmp_path / "gone.npz"))
+    with pytest.raises(DatasetError, match="MNIST_PATH"):
+        load_mnist()
+
+
+def test_offline_machines_do_not_import_keras(monkeypatch, no_defaults):
+    monkeypatch.setattr(data, "_download_host_resolves", lambda: False)
+    monkeypatch.setitem(sys.modules, "keras", None)  # an import would raise ImportError
+    with pytest.raises(DatasetError, match="offline.*MNIST_PATH"):
+        load_mnist()
 
 
 def test_keras_not_installed(monkeypatch, no_defaults):

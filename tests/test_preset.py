@@ -2,7 +2,7 @@
 
 Trains the real presets, unchanged (same epochs, same augmentation), on the 4,000-digit MNIST
 sample and scores them on its 1,000 test digits, 3 seeds each. About 1.5-2 minutes on a 2-core
-machine. Skipped when ../shared/data/mnist-sample.npz is absent.
+machine. Skipped when data/mnist-sample.npz is absent.
 """
 import statistics
 import time

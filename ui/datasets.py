@@ -19,6 +19,9 @@ NO_DATA_HELP = (
     "MNIST into its cache."
 )
 
+SAMPLE_BANNER = ("Using the 5,000-digit sample that ships with Digit Lab; full MNIST loads when online "
+                 "or with `MNIST_PATH` (or choose a file below, under *Use other data*).")
+
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
 def _load(path, name, env_value):

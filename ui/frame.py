@@ -52,7 +52,8 @@ def sidebar_status(lab, dataset, error, badge=True):
     st.divider()
     st.markdown("### Digit Lab")
     if dataset is not None:
-        st.caption(f"**Data:** {dataset.name}, {len(dataset.y_train):,} train / {len(dataset.y_test):,} test")
+        st.caption(f"**Data:** {dataset.name}, {len(dataset.y_train):,} train / {len(dataset.y_test):,} test"
+                   + ("  \n(bundled with Digit Lab: see Home for full MNIST)" if dataset.fallback else ""))
     else:
         st.caption("**Data:** none loaded — see Home")
     net = lab.network
