@@ -46,12 +46,14 @@ with st.expander("Use other data", expanded=dataset is None):
         st.caption("A training run is going on: switch the data after it ends (or stop it on **Train**).")
     if st.button("Use this path", key="use_path", disabled=switching_locked):
         lab.dataset_path, lab.dataset_name = (path.strip() or None), kind
+        lab.save(weights=False)
         retry()
         st.rerun()
     upload = st.file_uploader("…or upload a Keras-format .npz", type=["npz"], key="dataset_upload")
     if upload is not None and st.button("Use the uploaded file", key="use_upload", disabled=switching_locked):
         try:
             lab.dataset_path, lab.dataset_name = save_upload(upload.getvalue(), kind, upload.name), kind
+            lab.save(weights=False)
             st.rerun()
         except DatasetError as bad:
             st.error(f"That file cannot be used: {bad}")

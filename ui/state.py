@@ -1,5 +1,8 @@
-"""Each browser session's lab, kept in `st.session_state` so reruns and navigation never lose it."""
+"""Each browser session's lab, kept in `st.session_state` so reruns and navigation never lose it,
+in the server's registry so a reload finds it (ui/reload.py), and on disk so a restart does
+(ui/lab_store.py)."""
 import math
+import threading
 from dataclasses import dataclass, field
 
 import streamlit as st
@@ -7,7 +10,7 @@ import streamlit as st
 LAB_PARAM = "lab"  # the URL query parameter that brings a lab back after a reload
 
 
-@dataclass
+@dataclass(eq=False)  # a lab is itself
 class Lab:
     """Everything one user has built: the current network, its optimizer, runs and drawings."""
     network: object = None
@@ -32,20 +35,38 @@ class Lab:
     evaluation_key: tuple = None
     test_probabilities: object = None
     test_probabilities_key: tuple = None
-    token: str = None                    # names the lab in the URL (ui/reload.py)
+    token: str = None                    # names the lab in the URL (ui/reload.py) and on disk
+    notice: str = None                   # said once on the next page (e.g. what a restore could not bring back)
+    lock: object = field(default_factory=threading.RLock, repr=False)  # saves and run records
 
     @property
     def training(self):
         return self.job is not None and self.job.active
 
     def set_network(self, network, optimizer=None, settings=None, test_accuracy=float("nan")):
-        """Replace the current network (after Build, Load or Upload)."""
+        """Replace the current network (after Build, Load or Upload). Call save() after."""
         self.network, self.optimizer = network, optimizer
         if settings is not None:
             self.build_settings = settings
         self.test_accuracy = test_accuracy
         self.accuracy_key = None         # measured elsewhere (a saved model): re-measured here
         self.version += 1
+
+    def save(self, weights=True):
+        """Keep the lab on disk (its network too, unless only settings changed)."""
+        from ui import lab_store
+        return lab_store.save(self, weights)
+
+    def on_run_event(self, job, what):
+        """A run's listener (called from its watcher thread): after each epoch the lab is
+        saved, so a crash loses at most the epoch in progress; at the end the run is recorded
+        in the lab's list, whoever is looking (or not)."""
+        if job is not self.job:
+            return  # an older run (the lab moved on)
+        if what == "end":
+            from ui.runs import record_finished_run
+            record_finished_run(self)
+        self.save()
 
     def remember_accuracy(self, accuracy, key):
         """Record the current weights' test accuracy on the data with this data_key."""
@@ -88,12 +109,12 @@ def current_accuracy(lab, dataset):
 
 
 def get_lab():
-    """This session's Lab: created on first use, or taken back after a browser reload (the
-    page's URL carries the lab's token, see ui/reload.py)."""
+    """This session's Lab: created on first use, or taken back after a browser reload or a
+    server restart (the page's URL carries the lab's token, see ui/reload.py)."""
     from ui import reload
     session_id = reload.current_session_id()
     if "lab" not in st.session_state:
-        st.session_state["lab"] = reload.claim(st.query_params.get(LAB_PARAM), session_id) or Lab()
+        st.session_state["lab"] = reload.claim(st.query_params.get(LAB_PARAM), session_id, make_lab=Lab) or Lab()
     lab = st.session_state["lab"]
     token = reload.register(lab, session_id)
     if st.query_params.get(LAB_PARAM) != token:

@@ -9,9 +9,13 @@ interpreter and shares the read-only dataset pages with the server (copy-on-writ
 The child streams events in small bundles (a few times a second) and the weights, optimizer
 state and history after every epoch and at the end; a watcher thread in the server writes
 them into a lock-guarded `TrainingJob` that the Train page reads (through its live view's
-feed, ui/live_view.py, or a polling fragment). Pause/Stop travel as
-process-shared events within ~0.1 s. A server-wide semaphore caps simultaneous runs (one BLAS
-thread each) so a class sharing one server keeps the CPU usable; extra runs wait and say so.
+feed, ui/live_view.py, or a polling fragment), and tells the job's `listener` (the lab, which
+saves itself to disk, ui/lab_store.py) after every epoch and at the end. Pause/Stop travel as
+process-shared events within ~0.1 s; a Stop the child has not obeyed within STOP_GRACE seconds
+(a step of a huge network, or its final test) ends it, keeping the last epoch's weights.
+A run belongs to its lab, not to a browser tab: it goes on when the tab reloads or closes.
+A server-wide semaphore caps simultaneous runs (one BLAS thread each) so a class sharing one
+server keeps the CPU usable; extra runs wait and say so.
 """
 import multiprocessing
 import os
@@ -36,6 +40,8 @@ _RUN_SLOTS = threading.BoundedSemaphore(MAX_RUNS)
 MAX_CURVE_POINTS = 400  # per-batch points kept for the live chart (thinned: light to redraw)
 POLL_SECONDS = 0.1
 SEND_SECONDS = 0.1       # how often the child sends its batch events
+STOP_GRACE = 0.8         # seconds a Stop waits for the child before ending it
+ACTIVE = ("queued", "running", "paused")
 # Runs train in forked processes on Linux unless DIGITLAB_TRAINING=thread (elsewhere: macOS's
 # system libraries are not fork-safe once threads run, and Windows cannot fork): then None.
 _FORK = (multiprocessing.get_context("fork") if os.environ.get("DIGITLAB_TRAINING", "process") == "process"
@@ -62,6 +68,7 @@ class Progress:
     batch_accuracy: list
     epochs_table: list
     test_accuracy: float
+    partial_epoch: float = 0.0   # share of the epoch in progress the weights hold (a stop inside it)
 
 
 @dataclass(eq=False)  # a job is itself: compared and hashed by identity
@@ -75,24 +82,29 @@ class TrainingJob:
     y_test: np.ndarray
     config: object
     settings: dict = field(default_factory=dict)   # what the user chose, kept with the run
-    session_alive: object = None                   # callable -> bool; ends orphaned runs
-    status: str = "queued"    # queued running paused completed stopped diverged early_stopped failed
+    listener: object = None   # callable(job, "epoch" | "end"), called from the watcher thread
+    status: str = "queued"    # queued running paused completed stopped diverged early_stopped failed interrupted
     message: str = ""
     test_accuracy: float = float("nan")
     started_at: float = field(default_factory=time.time)
+    data_key: tuple = None    # the data it trains and is tested on (ui.state.data_key)
+    recorded: bool = False    # kept in the lab's list of runs
 
     def __post_init__(self):
         self._lock = threading.Lock()
         events = _FORK or threading  # process-shared events when the run is in a child
         self._pause, self._stop = events.Event(), events.Event()
-        self._tab_closed = False
+        self._stop_kind = "Stopped"  # or why the lab stopped it
         self._last = None
         self._steps, self._loss, self._acc = [], [], []
         self._smooth_loss = self._smooth_acc = None
-        self._epochs = []
+        self._epochs = []          # epoch records (dicts), this run's so far
+        self._elapsed_before = 0.0  # training seconds of the run this one resumes
+        self._run_epochs_done = self.config.resume_after
         self._batches_per_epoch = 0
         self._samples_per_sec = 0.0  # of the last batch (still shown once the epoch has ended)
         self._batches_seen, self._stride = 0, 1     # thinning of the live curves (see _record)
+        self.start_epoch = self.network.epochs_trained - self.config.resume_after  # the network's epoch before the run
         self._thread = threading.Thread(target=self._run, name="digitlab-training-watch", daemon=True)
 
     # --- controls (called from the page) -----------------------------------------------
@@ -106,7 +118,10 @@ class TrainingJob:
     def resume(self):
         self._pause.clear()
 
-    def stop(self):
+    def stop(self, why=None):
+        """Stop the run; `why` replaces "Stopped" in its message (e.g. the lab expired)."""
+        if why:
+            self._stop_kind = why
         self._stop.set()
         self._pause.clear()
 
@@ -116,7 +131,16 @@ class TrainingJob:
     @property
     def active(self):
         """True while queued, running or paused."""
-        return self.status in ("queued", "running", "paused")
+        return self.status in ACTIVE
+
+    @property
+    def resumable(self):
+        """A run cut off by a server restart, with epochs left: Resume trains them."""
+        return self.status == "interrupted" and self._run_epochs_done < self.config.epochs
+
+    @property
+    def run_epochs_done(self):
+        return self._run_epochs_done
 
     @property
     def paused(self):
@@ -126,7 +150,7 @@ class TrainingJob:
     def _run(self):
         try:
             if not self._wait_for_slot():
-                self._finish("stopped", "Stopped before it started.")
+                self._finish("stopped", f"{self._stop_kind} before it started.")
                 return
             try:
                 self._train()
@@ -134,18 +158,26 @@ class TrainingJob:
                 _RUN_SLOTS.release()
         except Exception as error:  # the page shows it; the network keeps its last weights
             self._finish("failed", f"Training failed: {type(error).__name__}: {error}")
+        finally:
+            self._tell("end")
+
+    def _tell(self, what):
+        """Let the listener (the lab) know; its trouble never ends the run."""
+        if self.listener is None:
+            return
+        try:
+            self.listener(self, what)
+        except Exception as error:  # e.g. a full disk: the run goes on, the log says why
+            print(f"digitlab: after {what} of a run: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
 
     def _wait_for_slot(self):
         with self._lock:
             self.message = (f"Waiting for a free training slot ({MAX_RUNS} run(s) at once on this "
                             "server); it starts by itself.")
         while not _RUN_SLOTS.acquire(timeout=POLL_SECONDS):
-            if self._stop.is_set() or not self._alive():
+            if self._stop.is_set():
                 return False
         return True
-
-    def _alive(self):
-        return self.session_alive is None or self.session_alive()
 
     def _train(self):
         """Start the trainer (child process or thread) and relay what it sends until it ends."""
@@ -174,11 +206,14 @@ class TrainingJob:
                 worker.kill()
 
     def _relay(self, receiver, worker):
-        last_check = 0.0
+        stop_seen = None
         while True:
-            if time.monotonic() - last_check > 0.2:  # a closed tab, 5x a second
-                last_check = time.monotonic()
-                self._notice_controls()
+            if self._stop.is_set() and hasattr(worker, "kill"):
+                stop_seen = stop_seen or time.monotonic()
+                if time.monotonic() - stop_seen > STOP_GRACE:  # inside a long step, or its final test
+                    worker.kill()
+                    self._finish("stopped", self._stop_message(killed=True))
+                    return
             try:
                 if not receiver.poll(POLL_SECONDS):
                     if not worker.is_alive() and not receiver.poll():
@@ -195,7 +230,10 @@ class TrainingJob:
                 for event in message[1]:
                     self._record(event)
             elif kind == "weights":
+                epochs_before = self.network.epochs_trained
                 self._apply(*message[1:])
+                if self.network.epochs_trained != epochs_before:  # not the run's final copy of them
+                    self._tell("epoch")
             elif kind in ("paused", "resumed"):
                 with self._lock:
                     self.status, self.message = (("paused", "Paused: press Resume to continue.") if kind == "paused"
@@ -208,22 +246,21 @@ class TrainingJob:
                 self._finish("failed", message[1])
                 return
 
-    def _notice_controls(self):
-        if not self._alive():
-            self._tab_closed = True
-            self._stop.set()
-
-    def _stop_message(self):
-        why = "The browser tab closed; stopped" if self._tab_closed else "Stopped"
+    def _stop_message(self, killed=False):
         last = self._last
-        when = "before the first batch" if last is None else f"during {epoch_phrase(last.run_epoch, last.epoch)}"
-        return f"{why} {when}; the network keeps its weights as they were at that moment."
+        if last is None:
+            return f"{self._stop_kind} before the first batch; the network is as it was."
+        when = f"during {epoch_phrase(last.run_epoch, last.epoch)}"
+        if killed:
+            return (f"{self._stop_kind} {when}; the network keeps the weights of its last finished epoch "
+                    f"({self.network.epochs_trained}).")
+        return f"{self._stop_kind} {when}; the network keeps its weights as they were at that moment."
 
-    def _apply(self, params, optimizer_state, epochs_trained, history):
+    def _apply(self, params, optimizer_state, epochs_trained, history, partial_epoch):
         """Weights, optimizer state and history sent by the child (after each epoch, at the end)."""
         self.network.params[...] = params  # in place: views held by the pages stay valid
         self.optimizer.load_state(optimizer_state, params.size, params.dtype)
-        self.network.epochs_trained = epochs_trained
+        self.network.epochs_trained, self.network.partial_epoch = epochs_trained, partial_epoch
         self.network.history[:] = history
 
     def _record(self, event):
@@ -232,7 +269,8 @@ class TrainingJob:
             if event.kind == "batch":
                 self._batches_per_epoch, self._samples_per_sec = event.batches, event.samples_per_sec
             if event.kind == "epoch":
-                self._epochs.append(event)
+                self._epochs.append(event.as_record())
+                self._run_epochs_done = event.run_epoch
                 return
             # Smoothed per-batch curves (exponential moving average, like TensorBoard's).
             a = 0.9 if self._smooth_loss is not None else 0.0
@@ -265,25 +303,79 @@ class TrainingJob:
         """A snapshot of the progress, safe to draw while the thread goes on."""
         with self._lock:
             e = self._last
-            batch = batches = run_epoch = 0
-            run_fraction = epoch_fraction = sps = elapsed = lr = 0.0
-            epochs = self.config.epochs
+            batch = batches = 0
+            epoch_fraction = sps = lr = partial = 0.0
+            epochs, run_epoch = self.config.epochs, self._run_epochs_done
+            run_fraction, elapsed = run_epoch / epochs, self._elapsed_before
             if e is not None:
-                elapsed, lr = e.elapsed, e.lr
+                elapsed, lr = self._elapsed_before + e.elapsed, e.lr
                 run_epoch = e.run_epoch
                 if e.kind == "batch":
                     batch, batches, sps = e.batch, e.batches, e.samples_per_sec
                     run_fraction, epoch_fraction = e.run_fraction, e.batch / e.batches
+                    partial = 0.0 if e.batch == e.batches else epoch_fraction
                 else:
                     run_fraction, epoch_fraction = e.run_epoch / e.epochs, 1.0
                     batch = batches = self._batches_per_epoch
                     sps = self._samples_per_sec
             if self.status == "completed":
                 run_fraction = epoch_fraction = 1.0
-            eta = elapsed * (1 - run_fraction) / run_fraction if run_fraction > 0 else float("nan")
+            # Elapsed counts training only (the trainer leaves pauses out), so the ETA does too.
+            done_now = run_fraction - self.config.resume_after / epochs  # this job's share
+            eta = ((elapsed - self._elapsed_before) * (1 - run_fraction) / done_now if done_now > 0
+                   else float("nan"))
             return Progress(self.status, self.message, run_fraction, epoch_fraction, run_epoch, epochs,
                             batch, batches, sps, elapsed, eta, lr, list(self._steps), list(self._loss),
-                            list(self._acc), [ev.as_record() for ev in self._epochs], self.test_accuracy)
+                            list(self._acc), [dict(r) for r in self._epochs], self.test_accuracy, partial)
+
+    # --- keeping and resuming (ui/lab_store.py) ---------------------------------------------
+    def record(self):
+        """What the lab keeps of this run on disk (plain JSON-ready values)."""
+        p = self.progress()
+        config = {k: v for k, v in vars(self.config).items() if k not in ("schedule", "augment")}
+        config["schedule"] = dict(vars(self.config.schedule))
+        config["augment"] = None if self.config.augment is None else dict(vars(self.config.augment))
+        return {"status": self.status, "message": self.message, "settings": self.settings, "config": config,
+                "start_epoch": self.start_epoch, "run_epochs_done": self._run_epochs_done,
+                "elapsed": p.elapsed, "epochs_table": p.epochs_table, "test_accuracy": self.test_accuracy,
+                "curves": [p.batch_steps, p.batch_loss, p.batch_accuracy], "started_at": self.started_at,
+                "data_key": list(self.data_key) if self.data_key else None, "recorded": self.recorded}
+
+    def continue_from(self, earlier):
+        """Carry the table, curves and time of the run this one resumes (so it reads as one run)."""
+        with self._lock:
+            self._epochs = [dict(r) for r in earlier._epochs]
+            self._steps, self._loss, self._acc = list(earlier._steps), list(earlier._loss), list(earlier._acc)
+            self._elapsed_before = earlier.progress().elapsed
+            self._batches_seen, self._stride = earlier._batches_seen, earlier._stride
+            self.start_epoch, self.started_at = earlier.start_epoch, earlier.started_at
+        return self
+
+    @classmethod
+    def restored(cls, record, network, optimizer, config):
+        """A run read back from disk: ended, or 'interrupted' if it was active when the server
+        went (its network has the weights of its last saved epoch)."""
+        job = cls(network, optimizer, None, None, None, None, config, settings=dict(record.get("settings") or {}))
+        job.started_at = float(record.get("started_at") or time.time())
+        job.data_key = tuple(record["data_key"]) if record.get("data_key") else None
+        job.recorded = bool(record.get("recorded"))
+        job.test_accuracy = float(record.get("test_accuracy", float("nan")))
+        job.start_epoch = int(record.get("start_epoch", 0))
+        job._run_epochs_done = network.epochs_trained - job.start_epoch  # the weights' truth
+        job._epochs = [dict(r) for r in record.get("epochs_table") or []][:job._run_epochs_done]
+        job._elapsed_before = float(record.get("elapsed", 0.0))
+        steps, loss, acc = (record.get("curves") or [[], [], []])[:3]
+        keep = [i for i, s in enumerate(steps) if s <= network.epochs_trained]  # not the lost epoch's batches
+        job._steps, job._loss, job._acc = ([xs[i] for i in keep] for xs in (steps, loss, acc))
+        job._batches_seen = len(job._steps)
+        job.status, job.message = record.get("status", "interrupted"), record.get("message", "")
+        if job.status in ACTIVE:
+            done = job._run_epochs_done
+            job.status = "interrupted"
+            job.message = (f"Interrupted by a server restart in epoch {done + 1} of {config.epochs}; the network has "
+                           f"the weights of {'its start' if done == 0 else f'epoch {done}'}. Resume trains the "
+                           "epochs that are left.")
+        return job
 
 
 
@@ -299,8 +391,8 @@ def _child_main(*args):
 
 def _state_of(network, optimizer):
     """The weights message: copies, since training goes on while it is being sent."""
-    params, state, epochs_trained, _ = snapshot(network, optimizer)
-    return ("weights", params, state, epochs_trained, [dict(h) for h in network.history])
+    params, state, epochs_trained, _, partial = snapshot(network, optimizer)
+    return ("weights", params, state, epochs_trained, [dict(h) for h in network.history], partial)
 
 
 class _Outbox:
@@ -378,21 +470,14 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
                     reason = "stopped"
                     break
         flush()
-        test_accuracy = float(evaluate(network, x_test, y_test)[1]) if len(y_test) else float("nan")
-        if send_weights:
+        if send_weights:  # before the test, which a Stop may cut short
             outbox.post(_state_of(network, optimizer))
+        # A stopped run is not tested here: a Stop takes effect at once; the page measures later.
+        test_accuracy = (float(evaluate(network, x_test, y_test)[1]) if len(y_test) and reason != "stopped"
+                         else float("nan"))
         outbox.post(("end", reason, message, test_accuracy))
     except Exception as error:  # reported on the page; the network keeps its last weights
         outbox.post(("failed", f"Training failed: {type(error).__name__}: {error}"))
     finally:
         outbox.close()
 
-
-def session_checker():
-    """A callable telling whether the current browser session is still open (False once the
-    tab is closed), or None outside a running Streamlit server (e.g. AppTest)."""
-    from ui.reload import current_session_id, session_open
-    session_id = current_session_id()
-    if not session_open(session_id):
-        return None  # not a browser session the server tracks (e.g. AppTest): nothing to watch
-    return lambda: session_open(session_id)
