@@ -63,7 +63,7 @@ if lab.network is None:
     st.info("No network yet. Start on **Build** — try the *Recommended* preset.")
 else:
     accuracy = ("training now — see **Train**" if lab.training
-                else f"test accuracy **{accuracy_text(current_accuracy(lab, dataset))}**")
+                else f"test accuracy **{accuracy_text(current_accuracy(lab, dataset), lab.measuring)}**")
     st.markdown(f"`{lab.network.describe()}` · {lab.network.parameter_count:,} parameters · "
                 f"{lab.network.epochs_trained} epochs trained · {accuracy}")
 

@@ -213,8 +213,8 @@ def _network_from_arrays(arrays):
     network.epochs_trained = epochs_trained
     if "partial_epoch" in arrays:  # files saved before it existed have none
         partial = float(_scalar(arrays, "partial_epoch", "f"))
-        if not 0 <= partial < 1:
-            raise ModelFileError("The model's share of a partial epoch must be in [0, 1).")
+        if not 0 <= partial <= 1:
+            raise ModelFileError("The model's share of a partial epoch must be in [0, 1].")
         network.partial_epoch = partial
     network.history = history
     return network, _optimizer_from_arrays(arrays, network), metadata

@@ -8,7 +8,7 @@ import streamlit as st
 from ui import live_view
 from ui.charts import runs_overlay, training_curves
 from ui.frame import page_setup, require_dataset, require_network
-from ui.runs import describe_differences, finished_text, record_finished_run, start_run
+from ui.runs import describe_differences, finished_text, record_finished_run, resume_run, setting_problems, start_run
 from ui.settings import bind, remember
 from ui.state import data_key
 
@@ -17,31 +17,51 @@ require_dataset(dataset, error)
 require_network(lab, dataset)
 
 bind(lab, "train", "t_")
+remember(lab, "train", "t_")  # the values just typed, so each field is checked as it is entered
+problems = setting_problems(lab.build_settings, lab.train_settings, len(dataset.y_train))
+
+
+def flagged(key):
+    """Under a field: what is wrong with its value, if anything."""
+    if key in problems:
+        st.markdown(f":red[⚠️ {problems[key]}]")
+
+
 with st.expander("Settings", expanded=not lab.training):
     c1, c2, c3 = st.columns(3)
     with c1:
         st.radio("Optimizer", ["adam", "sgd"], horizontal=True, key="t_optimizer")
         st.number_input("Learning rate", min_value=0.0, format="%.5f", step=0.0005, key="t_lr")
+        flagged("lr")
         if st.session_state["t_optimizer"] == "adam":
-            st.number_input("β1", min_value=0.0, max_value=0.9999, format="%.4f", key="t_beta1")
-            st.number_input("β2", min_value=0.0, max_value=0.99999, format="%.5f", key="t_beta2")
-            st.number_input("ε", min_value=0.0, format="%.1e", key="t_eps")
+            for key, label, fmt in (("beta1", "β1", "%.4f"), ("beta2", "β2", "%.5f"), ("eps", "ε", "%.1e")):
+                st.number_input(label, min_value=0.0, max_value=None if key == "eps" else 0.99999, format=fmt,
+                                key=f"t_{key}")
+                flagged(key)
         else:
             st.number_input("Momentum", min_value=0.0, max_value=0.999, key="t_momentum")
+            flagged("momentum")
         st.number_input("L2 weight decay", min_value=0.0, format="%.5f", step=0.0001, key="t_weight_decay")
+        flagged("weight_decay")
     with c2:
         st.number_input("Batch size", min_value=0, step=10, key="t_batch_size")
+        flagged("batch_size")
         st.number_input("Epochs", min_value=0, step=1, key="t_epochs")
+        flagged("epochs")
         st.number_input("Validation split", min_value=0.0, max_value=1.0, step=0.05, format="%.3f",
                         key="t_validation_split")
+        flagged("validation_split")
         st.number_input("Early stopping patience (epochs, 0 = off)", min_value=0, step=1, key="t_early_stopping")
+        flagged("early_stopping")
     with c3:
         st.selectbox("Learning-rate schedule", ["constant", "step", "cosine"], key="t_schedule")
         st.number_input("Warm-up epochs", min_value=0.0, step=0.5, key="t_warmup")
+        flagged("warmup")
         st.number_input("Max-norm on hidden weights (0 = off)", min_value=0.0, step=0.5, key="t_max_norm")
+        flagged("max_norm")
         st.checkbox("Augment the images", key="t_augment",
                     help="Each batch is shown shifted by up to ±2 px, rotated by up to ±10° and scaled by up to ±10%.")
-remember(lab, "train", "t_")
+    flagged("keep_prob")  # set on Build, checked here too: it shapes the run
 
 # Far above the usual range a run diverges (and ends, keeping the weights from before the failing epoch).
 USUAL_LR = {"adam": (1e-4, 0.01, 0.05), "sgd": (1e-3, 0.5, 2.0)}  # low, high, warn above
@@ -68,41 +88,41 @@ def on_start():
     lab.train_error = start_run(lab, dataset, keep_state=bool(lab.train_settings["continue_state"]))
 
 
+def on_resume_interrupted():
+    lab.train_error = resume_run(lab, dataset)
+
+
 def keep_continue_choice():
     lab.train_settings["continue_state"] = st.session_state["continue_state_box"]
     lab.save(weights=False)
 
 
-def on_pause():
-    lab.job.pause()
-
-
-def on_resume():
-    lab.job.resume()
-
-
-def on_stop():
-    lab.job.stop()
-
-
-controls = st.container(horizontal=True, vertical_alignment="center")  # wraps on narrow screens
-if lab.training:
-    if lab.job.paused:
-        controls.button("▶️ Resume", key="resume", on_click=on_resume, type="primary")
-    else:
-        controls.button("⏸️ Pause", key="pause", on_click=on_pause)
-    controls.button("⏹️ Stop", key="stop", on_click=on_stop)
-else:
-    controls.button("▶️ Start training", key="start", on_click=on_start, type="primary")
+def run_controls(job):
+    """The buttons for the run as it is now (drawn with its progress, so they never disagree)."""
+    controls = st.container(horizontal=True, vertical_alignment="center")  # wraps on narrow screens
+    if job is not None and job.active:
+        if job.paused:
+            controls.button("▶️ Resume", key="resume", on_click=job.resume, type="primary")
+        else:
+            controls.button("⏸️ Pause", key="pause", on_click=job.pause)
+        controls.button("⏹️ Stop", key="stop", on_click=job.stop)
+        return
+    if job is not None and job.resumable:
+        left = job.config.epochs - job.run_epochs_done
+        controls.button(f"▶️ Resume the interrupted run ({left} epoch{'s' * (left != 1)} left)", key="resume_run",
+                        on_click=on_resume_interrupted, type="primary")
+    blocked = "; ".join(problems.values())
+    controls.button("▶️ Start training" if job is None or not job.resumable else "Start a new run", key="start",
+                    on_click=on_start, type="secondary" if job is not None and job.resumable else "primary",
+                    disabled=bool(problems), help=f"Fix the settings first: {blocked}" if problems else None)
     if lab.optimizer is not None and lab.optimizer.name == lab.train_settings["optimizer"]:
         # The lab's setting is the truth (Streamlit forgets a widget's state while it is hidden,
         # as it is during a run): the box starts from it and writes back to it.
         controls.checkbox("Continue optimizer state", value=bool(lab.train_settings["continue_state"]),
                           key="continue_state_box", on_change=keep_continue_choice,
                           help="Keep the optimizer's state (Adam's moments and step count, SGD's momentum).")
-if lab.train_error:
-    st.error(lab.train_error)
-    lab.train_error = None
+    if problems:
+        st.caption(f"Start is off until the settings are fixed: {blocked}")
 
 
 LIVE_SECONDS, SLOW_SECONDS = 0.5, 2.0
@@ -113,15 +133,30 @@ live = lab.training and live_view.available()
 refresh = None if not lab.training else SLOW_SECONDS if live or lab.job.status == "queued" else LIVE_SECONDS
 
 
+def page_state():
+    """What the rest of the page was drawn for: which run, and whether it was active."""
+    return id(lab.job), lab.training
+
+
+drawn_for = page_state()
+
+
 @st.fragment(run_every=refresh)
 def live_progress():
-    """The run's progress: the live view while it is active, else bars, curves and table."""
+    """The run's buttons, status and progress: the live view while it is active, else bars,
+    curves and table. All drawn from one look at the run, so they always agree."""
+    if page_state() != drawn_for:
+        st.rerun()  # a run started or ended since the page was drawn: redraw all of it
     job = lab.job
-    if job is None:
-        st.info("Press **Start training**. Training goes on if you visit other pages.")
-        return
     if refresh == SLOW_SECONDS and not live and job.status != "queued":
         st.rerun()  # the run got its slot: redraw the page at the live rate
+    run_controls(job)
+    refused, lab.train_error = lab.train_error, None
+    if refused:
+        st.error(refused)
+    if job is None:
+        st.info("Press **Start training**. Training goes on if you visit other pages, reload, or close the tab.")
+        return
     p = job.progress()
     if job.active:
         (st.warning if p.status in ("queued", "paused") else st.info)(p.message)
@@ -131,9 +166,13 @@ def live_progress():
     st.progress(min(p.run_fraction, 1.0), text=run_text)
     st.progress(min(p.epoch_fraction, 1.0), text=epoch_text)
     if not job.active:
-        show = {"diverged": st.error, "failed": st.error, "stopped": st.info}.get(p.status, st.success)
-        show(finished_text(p.status, p.message))
-        trained_on = getattr(job, "data_key", None)
+        if refused:  # the new error is the news; the last run's end is told as what it is
+            st.caption(f"Previous run: {finished_text(p.status, p.message)}")
+        else:
+            show = {"diverged": st.error, "failed": st.error, "stopped": st.info,
+                    "interrupted": st.warning}.get(p.status, st.success)
+            show(finished_text(p.status, p.message))
+        trained_on = job.data_key
         other_data = trained_on is not None and trained_on != data_key(dataset)
         if not math.isnan(p.test_accuracy):
             st.metric(f"Test accuracy on {trained_on[0]}" if other_data else "Test accuracy", f"{p.test_accuracy:.2%}")
@@ -142,9 +181,10 @@ def live_progress():
                        "loaded now; the sidebar gives the network's accuracy on the current data.")
         if p.epochs_table:
             seconds = sorted(r["seconds"] for r in p.epochs_table)
-            st.caption(f"Run time {p.elapsed:.2f} s · {len(seconds)} epoch{'s' if len(seconds) != 1 else ''}, "
-                       f"median {seconds[len(seconds) // 2]:.3f} s each (fastest {seconds[0]:.3f} s, slowest "
-                       f"{seconds[-1]:.3f} s)", help="Measured where the network trains (its own process).")
+            st.caption(f"Run time {p.elapsed:.2f} s of training (pauses left out) · {len(seconds)} "
+                       f"epoch{'s' if len(seconds) != 1 else ''}, median {seconds[len(seconds) // 2]:.3f} s each "
+                       f"(fastest {seconds[0]:.3f} s, slowest {seconds[-1]:.3f} s)",
+                       help="Measured where the network trains (its own process).")
     if p.batch_steps:
         # Redrawn by Streamlit while training only without the live view: Streamlit then remounts
         # the chart at every redraw (its identity hashes the data), so hover and zoom could not
@@ -160,7 +200,7 @@ def live_progress():
                                                                       "%d" if c == "epoch" else "%.4f")
                                     for c in columns})
     if not job.active and record_finished_run(lab):
-        st.rerun()  # the run ended: refresh the whole page (buttons, sidebar)
+        st.rerun()  # the run ended: refresh the whole page (sidebar)
 
 
 live_progress()

@@ -22,8 +22,18 @@ def show_flash(where):
         getattr(st, flash[0])(flash[1])
 
 
+QUESTIONS = ("confirm_overwrite", "confirm_delete")
+
+
+def forget_questions():
+    """Any other action answers a pending question with "no": a question is about the state it
+    was asked in, and must not outlive it (a Load or an upload changes what would be saved)."""
+    for key in QUESTIONS:
+        st.session_state.pop(key, None)
+
+
 def replace_saved(clean):
-    st.session_state.pop("confirm_overwrite", None)
+    forget_questions()
     path = save_current(lab, current_dataset(lab)[0], clean)
     st.session_state["flash_save"] = ("success", f"Saved `{path.name}` (replaced the old file).")
 
@@ -44,17 +54,18 @@ else:
         if not clean:
             st.error("Give the model a name (letters, digits, dots, dashes).")
         elif (models_dir() / f"{clean}.npz").exists():
-            st.session_state["confirm_overwrite"] = clean  # asked below: never replaced silently
+            forget_questions()
+            st.session_state["confirm_overwrite"] = (clean, lab.version)  # asked below: never replaced silently
         else:
+            forget_questions()
             st.success(f"Saved `{save_current(lab, dataset, clean).name}`.")
     show_flash("save")
-    if clean and st.session_state.get("confirm_overwrite") == clean and not busy:
+    if clean and st.session_state.get("confirm_overwrite") == (clean, lab.version) and not busy:
         st.warning(f"`{clean}.npz` already exists. Replace it with the current network?")
         yes, no = st.columns(2)
         yes.button("Yes, replace it", key="confirm_overwrite_yes", type="primary", on_click=replace_saved,
                    args=(clean,))
-        no.button("Cancel", key="confirm_overwrite_no", on_click=st.session_state.pop,
-                  args=("confirm_overwrite", None))
+        no.button("Cancel", key="confirm_overwrite_no", on_click=forget_questions)
     st.download_button("⬇️ Download the current network (.npz)", key="download_model",
                        data=network_bytes(lab.network, lab.optimizer, metadata_for(lab, dataset, "download")),
                        file_name=f"{clean or 'digitlab-model'}.npz", mime="application/octet-stream",
@@ -66,6 +77,7 @@ st.subheader("Saved models")
 def adopt_checked(read, where, success, failure):
     """Button callback (so the sidebar already shows the new network): read a model, check it
     fits the data and that no run is going on, make it current; leave a message for `where`."""
+    forget_questions()
     try:
         network, optimizer, metadata = read()
         problem = mismatch(network, current_dataset(lab)[0])
@@ -95,11 +107,12 @@ else:
                                 "parameters": st.column_config.NumberColumn(format="localized"),
                                 "test accuracy": st.column_config.NumberColumn(format="percent")})
     files = [r["file"] for r in rows]
-    chosen = st.selectbox("Model", files, key="model_choice")
+    chosen = st.selectbox("Model", files, key="model_choice", on_change=forget_questions)
     c1, c2 = st.columns(2)
     c1.button("Load as current network", key="load_model", disabled=busy, on_click=load_saved, args=(chosen,))
     show_flash("load")
     if c2.button("Delete…", key="delete_model"):
+        forget_questions()
         st.session_state["confirm_delete"] = chosen
     if st.session_state.get("confirm_delete") == chosen:
         st.warning(f"Delete `{chosen}` for good?")
@@ -113,7 +126,8 @@ else:
             st.rerun()
 
 st.subheader("Upload a model")
-upload = st.file_uploader("A Digit Lab .npz (never unpickled; every array is checked)", type=["npz"], key="model_upload")
+upload = st.file_uploader("A Digit Lab .npz (never unpickled; every array is checked)", type=["npz"], key="model_upload",
+                          on_change=forget_questions)
 
 
 def use_upload():

@@ -49,8 +49,12 @@ def test_build_bad_layer_widths_and_keep_prob(apps):
         assert at.button(key="create_network").disabled, f"layers {text!r}: Create still enabled"
         assert_unchanged(at, before, f"layers {text!r}")
 
-    # empty parts are ignored: "64,,32" is 784-64-32-10
-    at.text_input(key="b_layers").set_value("64,,32").run()
+    # a missing width is refused, never silently read as 64, 32 (issue 13); spaces are fine
+    for text in ("64,,32", "64,", ",64"):
+        at.text_input(key="b_layers").set_value(text).run()
+        assert "comma with no layer width" in joined(at.error), f"{text!r}: {values(at.error)}"
+        assert at.button(key="create_network").disabled
+    at.text_input(key="b_layers").set_value(" 64 ,32 ").run()
     assert not at.error, values(at.error)
     assert any("784-64-32-10" in m.value for m in at.markdown)
     # no hidden layer at all is allowed (softmax regression)
@@ -87,25 +91,25 @@ BAD_TRAIN = [
 GOOD_TRAIN = {"lr": 0.001, "batch_size": 100, "epochs": 1, "validation_split": 0.1, "early_stopping": 0}
 
 
-def test_train_bad_settings_refuse_to_start(apps):
+def test_train_bad_settings_are_flagged_as_typed_and_start_is_off(apps):
     at = apps.new()
     build_network(at, layers="16")
     before = snapshot(at)
     goto(at, "2_Train.py")
     for bad, message in BAD_TRAIN:
-        set_train(at, **{**GOOD_TRAIN, **bad})
-        at.button(key="start").click().run()
+        set_train(at, **{**GOOD_TRAIN, **bad})  # typed, not yet started: flagged already
         assert_clean(at, f"Train {bad}")
-        assert message in joined(at.error), f"{bad}: {values(at.error)}"
+        assert message in joined(at.markdown), f"{bad}: {values(at.markdown)}"
+        assert at.button(key="start").disabled, f"{bad}: Start is on"
+        assert message in joined(at.caption), f"{bad}: Start gives no reason"  # "Start is off until ..."
         assert lab(at).job is None, f"{bad}: a run started"
         assert_unchanged(at, before, f"Train {bad}")
-        at.run()  # the message is shown once, then cleared
-        assert not at.error, f"{bad}: stale error {values(at.error)}"
+        set_train(at, **GOOD_TRAIN)  # put right: the flag goes, Start comes back
+        assert message not in joined(at.markdown) and not at.button(key="start").disabled, bad
 
     set_train(at, optimizer="sgd", **{**GOOD_TRAIN, "lr": 0.0})
-    at.button(key="start").click().run()
-    assert "Learning rate must be a finite number greater than zero" in joined(at.error)
-    assert lab(at).job is None
+    assert "Learning rate must be a finite number greater than zero" in joined(at.markdown)
+    assert at.button(key="start").disabled and lab(at).job is None
 
     # after all that, good settings train
     set_train(at, optimizer="adam", **GOOD_TRAIN)

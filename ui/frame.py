@@ -32,10 +32,23 @@ def page_setup(title, icon="🔢", heading=None, badge=True):
     _limit_blas_threads()
     lab = get_lab()
     record_finished_run(lab)  # a run that ended while the user was elsewhere is kept
+    if lab.notice:  # said once (e.g. what a restore could not bring back)
+        st.warning(lab.notice)
+        lab.notice = None
     dataset, error = current_dataset(lab)
     with st.sidebar:
         sidebar_status(lab, dataset, error, badge)
     return lab, dataset, error
+
+
+def epochs_text(network):
+    """'5' or '5 and 40% of the 6th': what the weights hold after a stop inside an epoch."""
+    done, partial = network.epochs_trained, network.partial_epoch
+    if not partial:
+        return f"{done}"
+    nth = done + 1
+    suffix = "th" if 10 <= nth % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(nth % 10, "th")
+    return f"{done} and {partial:.0%} of the {nth}{suffix}"
 
 
 PAGES = [("app.py", "Home", "🏠"), ("pages/1_Build.py", "Build", "🏗️"), ("pages/2_Train.py", "Train", "📈"),
@@ -62,10 +75,19 @@ def sidebar_status(lab, dataset, error, badge=True):
     elif lab.training:  # its figures change with every batch: the Train page shows them
         st.caption(f"**Network:** {net.describe()}  \n**Training now** — progress and accuracy on Train")
     else:
-        st.caption(f"**Network:** {net.describe()}  \n**Epochs trained:** {net.epochs_trained}  \n"
-                   f"**Test accuracy:** {accuracy_text(current_accuracy(lab, dataset))}")
+        st.caption(f"**Network:** {net.describe()}  \n**Epochs trained:** {epochs_text(net)}  \n"
+                   f"**Test accuracy:** {accuracy_text(current_accuracy(lab, dataset), lab.measuring)}")
+        if lab.measuring:
+            measurement_watch(lab)
     if lab.training and badge:
         training_badge(lab)
+
+
+@st.fragment(run_every=1.0)
+def measurement_watch(lab):
+    """Redraw the page once a test running in the background (a large network) has its figure."""
+    if not lab.measuring:
+        st.rerun()
 
 
 @st.fragment(run_every=1.0)

@@ -53,6 +53,36 @@ def build_config(build, train, n_samples):
     return config
 
 
+def setting_problems(build, train, n_samples):
+    """{setting: what is wrong with it} for the Train page, each setting checked on its own by
+    the engine's own rules as soon as it is typed, so Start can be disabled with the reason
+    instead of failing after it is pressed."""
+    def check(make):
+        try:
+            make()
+            return None
+        except (EngineError, TypeError, ValueError) as bad:
+            return str(bad)
+
+    split = train["validation_split"]
+    split_ok = check(lambda: TrainConfig(validation_split=split).validate(n_samples)) is None
+    problems = {
+        "lr": check(lambda: make_optimizer(train["optimizer"], lr=train["lr"])),
+        "epochs": check(lambda: TrainConfig(epochs=train["epochs"]).validate()),
+        "validation_split": check(lambda: TrainConfig(validation_split=split).validate(n_samples)),
+        "batch_size": check(lambda: TrainConfig(batch_size=train["batch_size"],
+                                                validation_split=split if split_ok else 0.0).validate(n_samples)),
+        "early_stopping": check(lambda: TrainConfig(early_stopping=train["early_stopping"],
+                                                    validation_split=split if split_ok else 0.1).validate()),
+        "warmup": check(lambda: Schedule(kind=train["schedule"], warmup_epochs=train["warmup"])),
+        "keep_prob": check(lambda: TrainConfig(keep_prob=build["keep_prob"]).validate()),
+    }
+    for key in ("beta1", "beta2", "eps", "momentum", "weight_decay", "max_norm"):
+        value = (train[key] or None) if key == "max_norm" else train[key]  # max-norm 0 means off
+        problems[key] = check(lambda: make_optimizer(train["optimizer"], **{key: value}))
+    return {key: problem for key, problem in problems.items() if problem}
+
+
 def build_optimizer(train, network, previous=None, keep_state=True):
     """The optimizer for a run. With keep_state and the same kind as before, the run continues
     the previous one's state (Adam's moments and step count) with the new hyper-parameters."""

@@ -22,6 +22,7 @@ class Lab:
     test_accuracy: float = float("nan")
     accuracy_key: tuple = None           # (version, data_key) that test_accuracy was measured for
     untrained_accuracy: float = float("nan")
+    untrained_images: int = 0            # how many test images it was measured on
     version: int = 0                     # bumped whenever the weights change (cache key)
     last_drawn: object = None            # 28x28 float image last drawn on Predict
     canvas_generation: int = 0           # changing the canvas key clears it
@@ -35,6 +36,7 @@ class Lab:
     evaluation_key: tuple = None
     test_probabilities: object = None
     test_probabilities_key: tuple = None
+    measuring: tuple = None              # the accuracy_key a background test is measuring
     token: str = None                    # names the lab in the URL (ui/reload.py) and on disk
     notice: str = None                   # said once on the next page (e.g. what a restore could not bring back)
     lock: object = field(default_factory=threading.RLock, repr=False)  # saves and run records
@@ -89,23 +91,55 @@ def mismatch(network, dataset):
     return ""
 
 
-def accuracy_text(accuracy):
-    """'91.20%', or 'not measured' for NaN."""
-    return "not measured" if math.isnan(accuracy) else f"{accuracy:.2%}"
+def accuracy_text(accuracy, measuring=False):
+    """'91.20%', 'being measured…' or 'not measured' (NaN)."""
+    if math.isnan(accuracy):
+        return "being measured…" if measuring else "not measured"
+    return f"{accuracy:.2%}"
+
+
+INLINE_TEST_SECONDS = 0.3  # a longer test (a huge network) runs in the background: the page stays live
 
 
 def current_accuracy(lab, dataset):
     """The current network's test accuracy on `dataset`: measured once per weights and data
-    (so switching the data never shows a figure from other data); NaN when it cannot run on it."""
+    (so switching the data never shows a figure from other data); NaN when it cannot run on it,
+    or while a test that would take long runs in the background (`lab.measuring`)."""
     if lab.network is None or dataset is None:
         return math.nan
     key = data_key(dataset)
     if lab.accuracy_key != (lab.version, key):
         if mismatch(lab.network, dataset) or lab.training:
             return math.nan  # shapes differ, or the weights are being trained right now
-        from engine.trainer import evaluate
-        lab.remember_accuracy(float(evaluate(lab.network, dataset.x_test, dataset.y_test)[1]), key)
+        from engine.estimate import test_seconds
+        if test_seconds(lab.network.sizes, len(dataset.y_test), lab.network.dtype) < INLINE_TEST_SECONDS:
+            lab.remember_accuracy(_test_accuracy(lab.network, dataset), key)
+        else:
+            _measure_in_background(lab, dataset, (lab.version, key))
+            return math.nan
     return lab.test_accuracy
+
+
+def _test_accuracy(network, dataset):
+    from engine.trainer import evaluate
+    return float(evaluate(network, dataset.x_test, dataset.y_test)[1])
+
+
+def _measure_in_background(lab, dataset, wanted):
+    with lab.lock:
+        if lab.measuring == wanted:
+            return
+        lab.measuring = wanted
+
+    def measure():
+        try:
+            accuracy = _test_accuracy(lab.network, dataset)
+            if (lab.version, wanted[1]) == wanted and not lab.training:  # still the same weights
+                lab.remember_accuracy(accuracy, wanted[1])
+        finally:
+            lab.measuring = None
+
+    threading.Thread(target=measure, name="digitlab-test-accuracy", daemon=True).start()
 
 
 def get_lab():
