@@ -4,7 +4,7 @@ import streamlit as st
 
 from engine.errors import DatasetError
 from ui.datasets import NO_DATA_HELP, SAMPLE_BANNER, dataset_summary, retry, save_upload
-from ui.frame import page_setup
+from ui.frame import epochs_text, page_setup
 from ui.state import accuracy_text, current_accuracy
 
 lab, dataset, error = page_setup("Home", "🏠", heading="🔢 Digit Lab")
@@ -65,7 +65,7 @@ else:
     accuracy = ("training now — see **Train**" if lab.training
                 else f"test accuracy **{accuracy_text(current_accuracy(lab, dataset), lab.measuring)}**")
     st.markdown(f"`{lab.network.describe()}` · {lab.network.parameter_count:,} parameters · "
-                f"{lab.network.epochs_trained} epochs trained · {accuracy}")
+                f"{epochs_text(lab.network)} epochs trained · {accuracy}")
 
 st.caption("More: **Evaluate** (confusion matrix, mistakes, weights), **Compare** (the same network "
            "in Keras), **Data**, **Models** (save/load), **Environment** — in the sidebar.")

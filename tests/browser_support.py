@@ -70,23 +70,29 @@ def free_port():
 class StreamlitServer:
     """`streamlit run app.py` in its own process group, logging to a file."""
 
-    def __init__(self, sample_path, root=ROOT):
+    def __init__(self, sample_path, root=ROOT, home=None, port=None):
+        """sample_path: MNIST_PATH (None: none, as on a fresh clone). home: DIGITLAB_HOME (a
+        restarted server is given the folder of the one it replaces)."""
         self.root = Path(root)
-        self.sample_path = Path(sample_path)
-        self.port = free_port()
+        self.sample_path = None if sample_path is None else Path(sample_path)
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.tmp = Path(tempfile.mkdtemp(prefix="digitlab-browser-server-"))
         self.log_path = self.tmp / "streamlit.log"
+        self.home = Path(home) if home else self.tmp / "home"
         self.process = None
 
     def start(self, timeout=SERVER_START_TIMEOUT):
-        env = dict(os.environ, MNIST_PATH=str(self.sample_path), KERAS_HOME=str(self.tmp / "keras"),
+        env = dict(os.environ, KERAS_HOME=str(self.tmp / "keras"), DIGITLAB_HOME=str(self.home),
                    TF_CPP_MIN_LOG_LEVEL="3", DIGITLAB_MODELS_DIR=str(self.tmp / "models"),
                    DIGITLAB_UPLOAD_DIR=str(self.tmp / "uploads"), PYTHONUNBUFFERED="1")
+        env.pop("MNIST_PATH", None)
+        if self.sample_path is not None:
+            env["MNIST_PATH"] = str(self.sample_path)
         cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                "--server.address", "127.0.0.1", "--server.port", str(self.port),
                "--browser.gatherUsageStats", "false"]
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "a")
         self.process = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=self._log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -108,6 +114,14 @@ class StreamlitServer:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return "(no log)"
+
+    def kill(self):
+        """`kill -9` the server process alone (as a crash would); its training processes notice
+        they have lost their parent and end by themselves."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self._log.close()
+        self.process = None
 
     def stop(self):
         if self.process is None:

@@ -56,9 +56,14 @@ def bar_texts(p):
     if p.status in ("queued", "running", "paused"):
         run = (f"Run: {p.run_fraction:.0%} · epoch {max(p.run_epoch, 1)}/{p.epochs} · "
                f"{p.elapsed:.1f} s elapsed · ETA {eta}")
+    elif p.status == "interrupted":  # read back after a restart: what the weights hold
+        run = f"Run: cut off after epoch {p.run_epoch}/{p.epochs} · {p.elapsed:.1f} s"
     else:  # ended, perhaps early: no estimate of a time that will not come
         run = f"Run: ended at epoch {max(p.run_epoch, 1)}/{p.epochs} · {p.elapsed:.1f} s"
-    epoch = f"Epoch: batch {p.batch}/{p.batches} · {p.samples_per_sec:,.0f} samples/s · lr {p.lr:.2e}"
+    if p.batches:
+        epoch = f"Epoch: batch {p.batch}/{p.batches} · {p.samples_per_sec:,.0f} samples/s · lr {p.lr:.2e}"
+    else:  # no batch seen by this server (a run read back from disk, or one still queued)
+        epoch = "Epoch: –"
     return run, epoch
 
 

@@ -188,7 +188,7 @@ class TrainingJob:
         args = (sender, self._pause, self._stop, self.network, self.optimizer, self.x_train, self.y_train,
                 self.x_test, self.y_test, self.config)
         if in_process:  # forked: the child starts with this process's memory, nothing is copied
-            worker = _FORK.Process(target=_child_main, args=(*args, os.getpid()), daemon=True,
+            worker = _FORK.Process(target=_child_main, args=(receiver, *args, os.getpid()), daemon=True,
                                    name="digitlab-training")
         else:
             worker = threading.Thread(target=run_trainer, args=args, daemon=True,
@@ -370,22 +370,27 @@ class TrainingJob:
         job._batches_seen = len(job._steps)
         job.status, job.message = record.get("status", "interrupted"), record.get("message", "")
         if job.status in ACTIVE:
-            done = job._run_epochs_done
+            done, start = job._run_epochs_done, job.start_epoch
             job.status = "interrupted"
-            job.message = (f"Interrupted by a server restart in epoch {done + 1} of {config.epochs}; the network has "
-                           f"the weights of {'its start' if done == 0 else f'epoch {done}'}. Resume trains the "
-                           "epochs that are left.")
+            where = "" if start == 0 else f" (the network's epoch {start + done + 1})"
+            kept = ("the weights it had before the run" if done == 0 else
+                    f"the weights of epoch {done}" + ("" if start == 0 else f" (its epoch {start + done})"))
+            job.message = (f"Interrupted by a server restart in epoch {done + 1} of {config.epochs}{where}; the "
+                           f"network has {kept}. Resume trains the epochs that are left.")
         return job
 
 
 
 
 # --- the trainer's side (child process, or thread) -----------------------------------------
-def _child_main(*args):
+def _child_main(servers_end, *args):
     """Entry of the forked child: default signal handling (the server's handlers would only
-    ask its event loop, which does not run here, to stop), then train."""
+    ask its event loop, which does not run here, to stop), the server's end of the pipe
+    closed (held open here, a dead server's pipe would never break: the run would train on,
+    an orphan), then train."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    servers_end.close()
     run_trainer(*args)
 
 
@@ -436,6 +441,8 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
 
     def flush():
         nonlocal pending, last_send
+        if parent_pid is not None and os.getppid() != parent_pid:
+            outbox.broken = True  # the server has gone (killed): nobody to train for
         if pending:
             outbox.post(("events", pending))
             pending = []

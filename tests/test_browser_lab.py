@@ -1,0 +1,262 @@
+"""A lab you can trust, in Chromium (issue 13): a reload or a closed tab never ends a run; a
+server killed with `kill -9` and started again gives the lab back from disk, and the run it cut
+off says so and resumes; a fresh offline clone trains on the sample that ships with the app.
+
+The runs are sized from this machine's measured speed (engine.estimate), so that they last
+long enough to be reloaded or cut off mid-way, on a fast machine as on a slow one.
+"""
+import re
+import shutil
+import tempfile
+import time
+
+import pytest
+
+from browser_support import (VIEWPORT, PAGE_TIMEOUT_MS, StreamlitServer, assert_no_exception, go_to, home_title,
+                             launch_chromium, main_area, require_browser, screenshot, settle, wait_title)
+from conftest import require_sample
+
+pytestmark = pytest.mark.browser
+EPOCH_SECONDS = 1.0   # each epoch of the runs below, on this machine (estimated)
+RUN_EPOCH = """() => { const label = document.querySelector('.digitlab-live .bar-label[data-bar=run]');
+  const m = label && /epoch (\\d+)\\//.exec(label.textContent); return m ? +m[1] : 0; }"""
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    require_browser()
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots():
+    folder = tempfile.mkdtemp(prefix="digitlab-lab-screenshots-")
+    print(f"\nscreenshots: {folder}")
+    return folder
+
+
+@pytest.fixture
+def servers():
+    """Start servers (the second with the first's DIGITLAB_HOME after a crash); all stopped after."""
+    started = []
+
+    def start(sample=None, home=None, port=None):
+        server = StreamlitServer(sample, home=home, port=port).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+    for server in started:
+        shutil.rmtree(server.tmp, ignore_errors=True)
+
+
+def hidden_width(n_train=3600, batch=20):
+    """A hidden width whose epoch on the sample takes about EPOCH_SECONDS here."""
+    from threadpoolctl import threadpool_limits
+
+    from engine.estimate import epoch_seconds
+    with threadpool_limits(1, user_api="blas"):  # as a run trains (one BLAS thread): measured alike
+        for width in range(32, 4097, 16):
+            if epoch_seconds([784, width, 10], batch, n_train, 4000 - n_train) >= EPOCH_SECONDS:
+                return width
+    return 4096
+
+
+def wait_port_free(port, timeout=20):
+    import socket
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds (TIME_WAIT is fine)
+            try:
+                probe.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.2)
+
+
+def new_page(chromium):
+    context = chromium.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    return context, page
+
+
+def fill(page, label, value):
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter" if "widths" in label else "Tab")
+    settle(page)
+
+
+def build(page, server, layers):
+    page.goto(server.url + "/")
+    wait_title(page, home_title())
+    settle(page)
+    go_to(page, "Build")
+    settle(page)
+    fill(page, "Hidden layer widths (comma-separated)", layers)
+    main_area(page).get_by_role("button", name="Create network").click()
+    main_area(page).get_by_text("Untrained test accuracy").wait_for()
+
+
+def start_run(page, epochs, batch_size=20):
+    go_to(page, "Train")
+    settle(page)
+    fill(page, "Batch size", batch_size)
+    fill(page, "Epochs", epochs)
+    main_area(page).get_by_role("button", name="Start training").click()
+    page.wait_for_selector(".digitlab-live .bar-label[data-bar=run]", timeout=60_000)
+
+
+def wait_run_epoch(page, epoch, timeout_ms=120_000):
+    page.wait_for_function(f"() => ({RUN_EPOCH})() >= {epoch}", timeout=timeout_ms)
+    return page.evaluate(RUN_EPOCH)
+
+
+def evidence(server, page, shots, name, error):
+    try:
+        path = screenshot(page, shots, f"FAILED_{name}")
+    except Exception as shot_error:  # noqa: BLE001 - the original error matters more
+        path = f"(no screenshot: {shot_error})"
+    raise AssertionError(f"{error}\nscreenshot: {path}\nserver log tail:\n{server.log_tail()}") from error
+
+
+def test_a_reload_mid_run_keeps_the_run_going_to_its_end(chromium, servers, shots):
+    server = servers(require_sample())
+    context, page = new_page(chromium)
+    step = "build"
+    try:
+        build(page, server, str(hidden_width()))
+        step = "start"
+        start_run(page, epochs=20)
+        before = wait_run_epoch(page, 3)
+        step = "reload"
+        page.reload()
+        wait_title(page)
+        settle(page)
+        assert_no_exception(page, "Train after a reload mid-run")
+        text = main_area(page).inner_text()
+        assert main_area(page).get_by_role("button", name="Stop").count() == 1, \
+            f"the run is not live after the reload (it was at epoch {before}):\n{text[:1500]}"
+        seen = wait_run_epoch(page, 4)  # still moving
+        assert seen >= 4
+        screenshot(page, shots, "reloaded_mid_run")
+        step = "end"
+        main_area(page).get_by_text("Completed 20 epochs").wait_for(timeout=180_000)
+        settle(page)
+        assert "ended at epoch 20/20" in main_area(page).inner_text()
+        assert main_area(page).get_by_role("button", name="Stop").count() == 0
+        assert "Stopped" not in main_area(page).inner_text()
+    except Exception as error:  # noqa: BLE001
+        evidence(server, page, shots, step, error)
+    finally:
+        context.close()
+
+
+def test_a_closed_tab_reopened_later_finds_its_run_live_or_finished(chromium, servers, shots):
+    server = servers(require_sample())
+    context, page = new_page(chromium)
+    step = "build"
+    try:
+        build(page, server, str(hidden_width()))
+        start_run(page, epochs=20)
+        wait_run_epoch(page, 2)
+        link = page.url
+        step = "close"
+        page.close()  # the tab, not the browser: a session the server sees go
+        time.sleep(10)
+        page = context.new_page()
+        page.set_default_timeout(PAGE_TIMEOUT_MS)
+        page.goto(link)
+        wait_title(page)
+        settle(page)
+        text = main_area(page).inner_text()
+        live = main_area(page).get_by_role("button", name="Stop").count() == 1
+        assert live or "Completed 20 epochs" in text, text[:2000]
+        assert "Stopped" not in text and "tab closed" not in text
+        if live:
+            assert wait_run_epoch(page, 2) >= 2
+        main_area(page).get_by_text("Completed 20 epochs").wait_for(timeout=180_000)
+    except Exception as error:  # noqa: BLE001
+        evidence(server, page, shots, step, error)
+    finally:
+        context.close()
+
+
+def test_a_killed_server_gives_the_lab_back_and_the_cut_run_resumes(chromium, servers, shots):
+    first = servers(require_sample())
+    context, page = new_page(chromium)
+    server, step = first, "build"
+    try:
+        build(page, first, str(hidden_width()))
+        start_run(page, epochs=3)
+        main_area(page).get_by_text("Completed 3 epochs").wait_for(timeout=120_000)
+        step = "second run"
+        start_run(page, epochs=40)
+        wait_run_epoch(page, 3)
+        link = page.url
+        token = re.search(r"lab=([\w-]+)", link).group(1)
+        step = "kill -9"
+        first.kill()
+        wait_port_free(first.port)  # its training process ends by itself, and lets go of the port
+        server = servers(require_sample(), home=first.home, port=first.port)  # the same link works again
+        step = "after the restart"
+        page.goto(link)
+        wait_title(page)
+        settle(page)
+        assert token in page.url, "the restarted server did not keep the lab's link"
+        sidebar = page.get_by_test_id("stSidebarUserContent").inner_text()
+        width = hidden_width()
+        assert f"784-{width}-10" in sidebar, sidebar
+        trained = int(re.search(r"Epochs trained:\s*(\d+)", sidebar).group(1))
+        assert trained >= 3 + 2, sidebar  # the first run's 3 epochs and the second's finished ones
+        text = main_area(page).inner_text()
+        assert re.search(r"Interrupted by a server restart in epoch \d+ of 40", text), text[:2000]
+        screenshot(page, shots, "after_restart")
+        step = "resume"
+        main_area(page).get_by_role("button", name=re.compile("Resume the interrupted run")).click()
+        page.wait_for_selector(".digitlab-live .bar-label[data-bar=run]", timeout=60_000)
+        assert wait_run_epoch(page, trained - 3 + 1) > trained - 3  # it goes on from where it was cut
+        main_area(page).get_by_role("button", name="Stop").click()
+        main_area(page).get_by_text(re.compile("Stopped during epoch")).wait_for(timeout=20_000)
+        settle(page)
+        assert_no_exception(page, "Train after resuming")
+        # The first run is in the lab's history, the resumed one beside it.
+        assert "Compare runs" in main_area(page).inner_text()
+    except Exception as error:  # noqa: BLE001
+        evidence(server, page, shots, step, error)
+    finally:
+        context.close()
+
+
+def test_a_fresh_offline_clone_trains_on_the_bundled_sample(chromium, servers, shots):
+    server = servers(None)  # no MNIST_PATH, an empty Keras home, no internet
+    context, page = new_page(chromium)
+    step = "home"
+    try:
+        page.goto(server.url + "/")
+        wait_title(page, home_title())
+        settle(page)
+        main_area(page).get_by_text("Using the 5,000-digit sample that ships with Digit Lab").wait_for()
+        assert "4,000 training and 1,000 test images" in main_area(page).inner_text()
+        screenshot(page, shots, "home_bundled_sample")
+        step = "train"
+        build(page, server, "64, 32")
+        start_run(page, epochs=5, batch_size=100)
+        main_area(page).get_by_text("Completed 5 epochs").wait_for(timeout=120_000)
+        settle(page)
+        accuracy = float(re.search(r"Test accuracy\s*([\d.]+)%", main_area(page).inner_text()).group(1))
+        assert accuracy > 85, accuracy  # real digits learned
+    except Exception as error:  # noqa: BLE001
+        evidence(server, page, shots, step, error)
+    finally:
+        context.close()
