@@ -13,12 +13,14 @@ from ui.settings import apply_preset, bind, remember, settings
 from ui.state import data_key
 
 lab, dataset, error = page_setup("Build", "🏗️", heading="🏗️ Build a network")
-SLOW_EPOCH_SECONDS, SLOW_CREATE_SECONDS = 30.0, 3.0  # above these, the page warns before Create
+SLOW_EPOCH_SECONDS, SLOW_RUN_SECONDS, SLOW_CREATE_SECONDS = 30.0, 120.0, 3.0  # above these, a warning before Create
 UNTRAINED_TEST_SECONDS = 0.3  # the untrained accuracy is measured on as many test images as this allows
 
 
 def seconds_text(seconds):
     """'0.02 s', '12 s', '3.5 min', '1.2 h'."""
+    if seconds < 0.01:
+        return "under 0.01 s"
     if seconds < 1:
         return f"{seconds:.2f} s"
     if seconds < 90:
@@ -32,7 +34,7 @@ def build_timing(sizes, build, train, n_train):
     split = float(train["validation_split"]) if 0 <= float(train["validation_split"]) < 1 else 0.0
     n_val = int(round(n_train * split))
     batch = max(int(train["batch_size"]), 1)
-    return {"create": create_seconds(sizes, build["use_bias"], build["dtype"]),
+    return {"create": create_seconds(sizes, build["use_bias"], build["dtype"]), "fit": n_train - n_val,
             "epoch": epoch_seconds(sizes, batch, n_train - n_val, n_val, build["use_bias"], build["dtype"])}
 
 presets = st.container(horizontal=True)  # wraps on narrow screens instead of cutting the labels
@@ -84,13 +86,15 @@ with right:
         c2.metric("Parameters", f"{parameter_count(sizes, s['use_bias']):,}")
         c3.metric("Memory to train", format_bytes(memory))
         if timing is not None:
-            st.caption(f"On this machine, about **{seconds_text(timing['create'])}** to create and "
-                       f"**{seconds_text(timing['epoch'])} per epoch** on {n_train:,} images (batch "
-                       f"{int(train['batch_size'])}; estimated from a quick measurement of this machine's speed).")
+            st.caption(f"On this machine: **{seconds_text(timing['create'])}** to create, "
+                       f"**{seconds_text(timing['epoch'])} per epoch** on {timing['fit']:,} images (batch "
+                       f"{int(train['batch_size'])}, as set on Train). Estimates from a quick measurement of this "
+                       "machine's speed.")
 with left:
     for problem in problems:
         st.error(problem)
-if timing is not None and (timing["epoch"] > SLOW_EPOCH_SECONDS or timing["create"] > SLOW_CREATE_SECONDS):
+if timing is not None and (timing["epoch"] > SLOW_EPOCH_SECONDS or timing["create"] > SLOW_CREATE_SECONDS
+                           or timing["epoch"] * int(train["epochs"]) > SLOW_RUN_SECONDS):
     st.warning(f"This network is large for this machine: about {seconds_text(timing['epoch'])} per epoch, "
                f"{seconds_text(timing['epoch'] * int(train['epochs']))} for the {int(train['epochs'])} epochs set on "
                "Train. Narrower or fewer layers train much faster; Stop ends a run within a second whatever its size.")

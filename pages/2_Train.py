@@ -10,6 +10,7 @@ from ui.charts import runs_overlay, training_curves
 from ui.frame import page_setup, require_dataset, require_network
 from ui.runs import describe_differences, finished_text, record_finished_run, resume_run, setting_problems, start_run
 from ui.settings import bind, remember
+from ui.training import STOP_GRACE
 from ui.state import data_key
 
 lab, dataset, error = page_setup("Train", "📈", badge=False)
@@ -97,6 +98,13 @@ def keep_continue_choice():
     lab.save(weights=False)
 
 
+def stop_and_wait(job):
+    """Stop, and draw the page once the run has ended (within a second, whatever its size),
+    rather than a 'Training…' that the next redraw would contradict."""
+    job.stop()
+    job.wait_ended(STOP_GRACE + 0.3)
+
+
 def run_controls(job):
     """The buttons for the run as it is now (drawn with its progress, so they never disagree)."""
     controls = st.container(horizontal=True, vertical_alignment="center")  # wraps on narrow screens
@@ -105,7 +113,7 @@ def run_controls(job):
             controls.button("▶️ Resume", key="resume", on_click=job.resume, type="primary")
         else:
             controls.button("⏸️ Pause", key="pause", on_click=job.pause)
-        controls.button("⏹️ Stop", key="stop", on_click=job.stop)
+        controls.button("⏹️ Stop", key="stop", on_click=stop_and_wait, args=(job,))
         return
     if job is not None and job.resumable:
         left = job.config.epochs - job.run_epochs_done

@@ -168,3 +168,39 @@ def test_a_lab_cut_off_by_a_restart_comes_back_and_its_run_resumes(apps, env, mo
     assert back.job.status == "completed" and back.network.epochs_trained == 6
     np.testing.assert_array_equal(back.network.params, uninterrupted)
     assert "Completed" in joined(again.success)
+
+
+def test_build_warns_before_creating_a_network_this_machine_trains_slowly(apps, monkeypatch):
+    import streamlit as st
+
+    from engine import estimate
+    at = apps.new("1_Build.py")
+    at.text_input(key="b_layers").set_value("64").run()
+    caption = next(c for c in values(at.caption) if c.startswith("On this machine"))
+    assert "to create" in caption and "per epoch** on 540 images" in caption, caption  # 10% held out
+    assert "large for this machine" not in joined(at.warning)
+    slow = estimate.MachineSpeed(per_flop=1e-8, per_parameter=1e-6, per_parameter_large=1e-6, per_init=1e-7)
+    monkeypatch.setattr(estimate, "measure", lambda dtype="float32": slow)  # a machine 1,000 times slower
+    st.cache_data.clear()
+    at.text_input(key="b_layers").set_value("4000, 4000, 4000").run()
+    assert "large for this machine" in joined(at.warning), values(at.warning)
+    assert not at.button(key="create_network").disabled  # a warning, not a refusal
+
+
+def test_a_reload_after_the_run_ended_shows_it_ended_and_no_run_buttons(apps):
+    from streamlit.testing.v1 import AppTest
+    at = apps.new()
+    build_network(at, layers="16")
+    start_training(at, epochs=20_000)
+    token = at.query_params[LAB_PARAM]
+    lab(at).job.stop()
+    lab(at).job.join(30)  # it ends while no page looks (the tab is reloading)
+    again = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    apps.apps.append(again)
+    again.query_params[LAB_PARAM] = token
+    again.run()
+    goto(again, "2_Train.py")
+    assert lab(again) is lab(at)
+    assert not {"pause", "stop", "resume"} & buttons(again) and "start" in buttons(again)
+    assert "Training…" not in joined(again.info) and "Stopped during epoch" in joined(again.info)
+    assert len(lab(again).runs) == 1  # recorded once, by the run itself

@@ -128,6 +128,13 @@ class TrainingJob:
     def join(self, timeout=None):
         self._thread.join(timeout)
 
+    def wait_ended(self, timeout):
+        """Wait up to `timeout` seconds for the run to end (not for its last save); True if it has."""
+        deadline = time.monotonic() + timeout
+        while self.active and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self.active
+
     @property
     def active(self):
         """True while queued, running or paused."""
