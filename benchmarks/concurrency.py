@@ -9,6 +9,11 @@ Chromium (another user's browser). Sessions stay open, so "sessions held" grows 
 
     python benchmarks/concurrency.py [--sessions 8] [--batches 1] [--epochs 25] [--max-runs 2]
                                      [--page-loads 3] [--data PATH] [--env KEY=VALUE ...]
+                                     [--dask-workers 2]
+
+--dask-workers N starts a Dask LocalCluster of N single-thread worker processes on this machine
+and points the server at it (DIGITLAB_SCHEDULER): the runs train there instead of in the
+server's own slots (issue 15).
 
 --env passes settings to the server, e.g. --env STREAMLIT_RUNNER_POST_SCRIPT_GC=false
 --env STREAMLIT_SERVER_FILE_WATCHER_TYPE=none --env MALLOC_ARENA_MAX=2 to compare with the
@@ -50,8 +55,16 @@ def main(argv=None):
     parser.add_argument("--data", default=default_data(), help="MNIST_PATH for the server")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the server (repeatable)")
+    parser.add_argument("--dask-workers", type=int, default=0,
+                        help="train on a Dask LocalCluster of this many 1-thread workers (0: on the server)")
     args = parser.parse_args(argv)
     extra = dict(item.split("=", 1) for item in args.env)
+    cluster = None
+    if args.dask_workers:
+        from distributed import LocalCluster
+        cluster = LocalCluster(n_workers=args.dask_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=40)
+        extra["DIGITLAB_SCHEDULER"] = cluster.scheduler_address
     if not Path(args.data).exists():
         parser.error(f"no data at {args.data}")
 
@@ -111,6 +124,8 @@ def main(argv=None):
                 tabs.close()
     finally:
         server.stop()
+        if cluster is not None:
+            cluster.close()
 
     print(f"\nDigit Lab on one server: DIGITLAB_MAX_RUNS={args.max_runs}, {args.epochs} epochs of "
           f"784-W-10 per session (W = {BASE_WIDTH}, {BASE_WIDTH + 8}, ...), data {args.data}"

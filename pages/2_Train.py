@@ -89,6 +89,10 @@ def on_start():
     lab.train_error = start_run(lab, dataset, keep_state=bool(lab.train_settings["continue_state"]))
 
 
+def on_start_here():
+    lab.train_error = start_run(lab, dataset, keep_state=bool(lab.train_settings["continue_state"]), here=True)
+
+
 def on_resume_interrupted():
     lab.train_error = resume_run(lab, dataset)
 
@@ -119,6 +123,9 @@ def run_controls(job):
         left = job.config.epochs - job.run_epochs_done
         controls.button(f"▶️ Resume the interrupted run ({left} epoch{'s' * (left != 1)} left)", key="resume_run",
                         on_click=on_resume_interrupted, type="primary")
+    if lab.offer_here:  # the cluster could not be reached on the last Start
+        controls.button("▶️ Train on this server instead", key="start_here", on_click=on_start_here,
+                        disabled=bool(problems))
     blocked = "; ".join(problems.values())
     controls.button("▶️ Start training" if job is None or not job.resumable else "Start a new run", key="start",
                     on_click=on_start, type="secondary" if job is not None and job.resumable else "primary",

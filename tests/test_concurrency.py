@@ -130,16 +130,21 @@ def _log_runs(path):
         with lock, open(path, "a") as log:
             log.write(f"{event} {time.time():.4f} {id(job)}\\n")
 
+    def logging(train):
+        def logged(self):
+            note("start", self)
+            try:
+                return train(self)
+            finally:
+                note("end", self)
+        return logged
+
     while True:  # wrap TrainingJob._train once ui.training is imported (long before any run)
         job_class = getattr(sys.modules.get("ui.training"), "TrainingJob", None)
         if job_class is not None and not getattr(job_class, "_test_logged", False):
-            def logged(self, _train=job_class._train):
-                note("start", self)
-                try:
-                    return _train(self)
-                finally:
-                    note("end", self)
-            job_class._train, job_class._test_logged = logged, True
+            job_class._train = logging(job_class._train)
+            job_class._train_remote = logging(job_class._train_remote)  # on a Dask cluster: from its submission
+            job_class._test_logged = True
         time.sleep(0.05)
 
 

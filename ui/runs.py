@@ -9,6 +9,7 @@ from engine.optimizers import make_optimizer
 from engine.schedules import Schedule
 from engine.trainer import TrainConfig
 from ui.state import data_key
+from ui.dask_training import Unreachable
 from ui.training import TrainingJob
 
 FINISHED = {"completed": ("✅", "Completed"), "stopped": ("⏹️", "Stopped"), "diverged": ("⚠️", "Diverged"),
@@ -94,8 +95,11 @@ def build_optimizer(train, network, previous=None, keep_state=True):
     return fresh
 
 
-def start_run(lab, dataset, keep_state=True):
-    """Validate everything, then start a background run. Returns an error message or None."""
+def start_run(lab, dataset, keep_state=True, here=False):
+    """Validate everything, then start a background run: on the Dask cluster when
+    DIGITLAB_SCHEDULER names one (unless `here`), else on this server. Returns an error message
+    or None; when the cluster cannot be reached, `lab.offer_here` is set (the page offers to
+    train on this server instead)."""
     if lab.training:
         return "A run is already going on."
     build, train = lab.build_settings, lab.train_settings
@@ -107,8 +111,20 @@ def start_run(lab, dataset, keep_state=True):
         return str(bad)
     settings = {**{k: build[k] for k in ("layers", "activation", "keep_prob", "use_bias", "dtype", "seed")
                    if k in build}, **train}
-    _launch(lab, dataset, optimizer, config, settings)
+    try:
+        place = None if here else cluster()
+    except Unreachable as why:
+        lab.offer_here = True
+        return f"{why} Train on this server instead, or ask whoever runs the cluster to start it."
+    lab.offer_here = False
+    _launch(lab, dataset, optimizer, config, settings, place=place)
     return None
+
+
+def cluster():
+    """Where runs train when DIGITLAB_SCHEDULER names a Dask scheduler (None: this server)."""
+    from ui import dask_training
+    return dask_training.place() if dask_training.scheduler_address() else None
 
 
 def resume_run(lab, dataset):
@@ -121,14 +137,18 @@ def resume_run(lab, dataset):
         return (f"The interrupted run trained on {earlier.data_key[0]} ({earlier.data_key[1]}); switch back to "
                 "that data on Home to resume it, or start a new run.")
     config = dataclasses.replace(earlier.config, resume_after=earlier.run_epochs_done)
-    _launch(lab, dataset, earlier.optimizer, config, earlier.settings, earlier)
+    try:
+        place = cluster()
+    except Unreachable as why:
+        return f"{why} Start a new run to train on this server instead."
+    _launch(lab, dataset, earlier.optimizer, config, earlier.settings, earlier, place=place)
     return None
 
 
-def _launch(lab, dataset, optimizer, config, settings, resumes=None):
+def _launch(lab, dataset, optimizer, config, settings, resumes=None, place=None):
     lab.optimizer = optimizer
     job = TrainingJob(lab.network, optimizer, dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
-                      config, settings=settings, listener=lab.on_run_event,
+                      config, settings=settings, listener=lab.on_run_event, place=place,
                       data_key=data_key(dataset))  # the accuracy it measures belongs to this data
     if resumes is not None:
         job.continue_from(resumes)

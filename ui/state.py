@@ -29,6 +29,7 @@ class Lab:
     dataset_path: str = None             # None: MNIST_PATH, Keras cache or download
     dataset_name: str = "mnist"
     train_error: str = None              # message from the last Start that was refused
+    offer_here: bool = False             # the cluster could not be reached: offer this server
     # Results kept so a rerun does not recompute them (keys include the network version).
     gradcheck: tuple = None              # (GradCheckResult, seconds, network description)
     comparison: dict = None              # last Keras comparison

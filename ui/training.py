@@ -89,12 +89,14 @@ class TrainingJob:
     started_at: float = field(default_factory=time.time)
     data_key: tuple = None    # the data it trains and is tested on (ui.state.data_key)
     recorded: bool = False    # kept in the lab's list of runs
+    place: object = None      # None: this server; else a cluster (ui.dask_training.DaskPlace)
 
     def __post_init__(self):
         self._lock = threading.Lock()
         events = _FORK or threading  # process-shared events when the run is in a child
         self._pause, self._stop = events.Event(), events.Event()
         self._stop_kind = "Stopped"  # or why the lab stopped it
+        self._remote = None          # a run on a cluster: where Pause/Stop are passed on
         self._last = None
         self._steps, self._loss, self._acc = [], [], []
         self._smooth_loss = self._smooth_acc = None
@@ -114,9 +116,11 @@ class TrainingJob:
 
     def pause(self):
         self._pause.set()
+        self._pass_on()
 
     def resume(self):
         self._pause.clear()
+        self._pass_on()
 
     def stop(self, why=None):
         """Stop the run; `why` replaces "Stopped" in its message (e.g. the lab expired)."""
@@ -124,6 +128,12 @@ class TrainingJob:
             self._stop_kind = why
         self._stop.set()
         self._pause.clear()
+        self._pass_on()
+
+    def _pass_on(self):
+        remote = self._remote
+        if remote is not None:
+            remote.mirror(self._pause.is_set(), self._stop.is_set())
 
     def join(self, timeout=None):
         self._thread.join(timeout)
@@ -156,6 +166,9 @@ class TrainingJob:
     # --- the watcher thread (in the server) ----------------------------------------------
     def _run(self):
         try:
+            if self.place is not None:  # the cluster's scheduler queues it
+                self._train_remote()
+                return
             if not self._wait_for_slot():
                 self._finish("stopped", f"{self._stop_kind} before it started.")
                 return
@@ -212,6 +225,18 @@ class TrainingJob:
             if in_process and worker.is_alive():
                 worker.kill()
 
+    def _train_remote(self):
+        """Submit the run to the cluster and relay what it sends until it ends."""
+        with self._lock:
+            self.message = self.place.waiting_message()
+        remote = self._remote = self.place.launch(self)
+        self._pass_on()  # a Pause or Stop pressed while it was being submitted
+        try:
+            self._relay(remote, remote)
+        finally:
+            self._stop.set()
+            remote.close()
+
     def _relay(self, receiver, worker):
         stop_seen = None
         while True:
@@ -228,12 +253,26 @@ class TrainingJob:
                     continue
                 message = receiver.recv()
             except (EOFError, OSError):
+                if hasattr(worker, "ended_message"):
+                    self._finish("failed", worker.ended_message())
+                    return
                 code = getattr(worker, "exitcode", None)
                 self._finish("failed", f"The training process ended unexpectedly (exit code {code}; out of "
                                        "memory?). The network keeps the weights of its last finished epoch.")
                 return
             kind = message[0]
-            if kind == "events":
+            if kind == "started":  # on a cluster: the task has a worker
+                if self.status != "queued":  # its worker died and the scheduler started it again
+                    worker.lost = (f"The Dask worker running this run was lost during epoch "
+                                   f"{(self._last.run_epoch if self._last else 1)}; the network keeps the weights "
+                                   "of its last finished epoch. Start again to go on.")
+                    self._stop.set()
+                    self._pass_on()
+                    self._finish("failed", worker.lost)
+                    return
+                with self._lock:
+                    self.status, self.message = "running", f"Training on the Dask worker at {message[1]}…"
+            elif kind == "events":
                 for event in message[1]:
                     self._record(event)
             elif kind == "weights":
@@ -436,13 +475,13 @@ class _Outbox:
 
 
 def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_test, y_test, config,
-                parent_pid=None):
+                parent_pid=None, send_weights=None):
     """Run the engine's trainer, sending ("events", [...]) bundles, ("weights", ...) after each
     epoch and at the end (only from a child process, parent_pid given: in a thread the server's
     network is trained in place), then ("end", reason, message, test_accuracy) or
     ("failed", message). Honours pause/stop between batches; ends by itself if the parent
     process is gone."""
-    send_weights = parent_pid is not None
+    send_weights = parent_pid is not None if send_weights is None else send_weights
     outbox = _Outbox(sender)
     pending, last_send = [], time.monotonic()
 
