@@ -14,6 +14,7 @@ keeping its last finished epoch; the scheduler would retry the task elsewhere fr
 so a second start of the same run is refused. A task whose server has gone (its queue is no
 longer read) stops by itself.
 """
+import collections
 import os
 import threading
 import time
@@ -103,23 +104,27 @@ class RemoteRun:
 
     def __init__(self, queue, pause, stop, future):
         self.queue, self.pause_flag, self.stop_flag, self.future = queue, pause, stop, future
-        self._next = None
+        self._waiting = collections.deque()  # fetched, not yet read
         self.lost = None  # why the run cannot go on, once known
 
     # like the receiving end of a pipe
     def poll(self, timeout=0.0):
-        if self._next is None:
+        """True when a message is there, looking for up to `timeout` seconds. Fetches whatever
+        the queue holds in one call (a blocking get with a timeout would make the scheduler log
+        an error at every timeout)."""
+        if not self._waiting:
             try:
-                self._next = self.queue.get(timeout=max(timeout, 0.001))
-            except (TimeoutError, OSError):
-                return False
-        return True
+                self._waiting.extend(self.queue.get(batch=True))
+            except OSError:  # the scheduler is gone: the relay finds the run dead
+                pass
+            if not self._waiting:
+                time.sleep(timeout)
+        return bool(self._waiting)
 
     def recv(self):
         if not self.poll(0):
             raise EOFError
-        message, self._next = self._next, None
-        return message
+        return self._waiting.popleft()
 
     # like the process
     def is_alive(self):
