@@ -68,7 +68,7 @@ PAGE_LOAD_TIMEOUT_S = 30
 PAGE_LOAD_IDLE_FACTOR = 3.5  # ... or this many times the idle load in the same browser (seen:
                              # 2.0-2.9x on 2 cores with the 9 tabs' own browsers on them)
 TRAIN_TIMEOUT_S = 240      # all queued runs, on a shared 2-core machine
-QUEUE_MESSAGE = "Waiting for a free training slot"
+QUEUE_MESSAGE = "Waiting for a free "  # a training slot here, or a Dask worker
 RUNNING_MESSAGE = "Training…"
 MB = 2 ** 20
 

@@ -59,7 +59,7 @@ def test_a_run_on_the_cluster_ends_with_the_network_a_local_run_gives(synthetic,
     np.testing.assert_array_equal(job.network.params, twin.params)  # bit for bit
     np.testing.assert_array_equal(job.optimizer.state()["v"], optimizer.state()["v"])
     assert job.optimizer.t == optimizer.t and job.network.epochs_trained == 3
-    assert heard == [("epoch", 1), ("epoch", 2), ("epoch", 3), ("end", 3)]  # weights after every epoch
+    assert heard[0] == ("epoch", 1) and heard[-1] == ("end", 3)  # weights after an epoch, at most once a second
     p = job.progress()
     assert len(p.epochs_table) == 3 and p.batch_steps and 0.3 < job.test_accuracy <= 1
 

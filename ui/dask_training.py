@@ -3,7 +3,8 @@
 With DIGITLAB_SCHEDULER=tcp://host:8786 each run is a task on the cluster's workers instead of
 a process forked from the server. Everything else stays as it is locally (ui/training.py): the
 same trainer loop (`run_trainer`) sends the same messages (batch events a few times a second,
-the weights after every epoch and at the end), here through a `distributed.Queue`; Pause and
+the weights after an epoch at most once a second, and at the end), here through a
+`distributed.Queue`; Pause and
 Stop are `distributed.Event`s the worker reads every 0.1 s. The dataset is scattered to the
 cluster once per dataset (not once per run), the network travels as the model file's arrays
 (engine.persistence), and the scheduler queues runs while every worker is busy (one thread
@@ -23,6 +24,9 @@ import uuid
 FLAG_SECONDS = 0.1      # how often a worker asks the scheduler about Pause and Stop
 UNREAD_LIMIT = 300      # bundles the server has not read: it has gone, the task stops
 CONNECT_SECONDS = 5
+# The weights come back after an epoch at most this often (and at the end): through the
+# scheduler, a small network's every epoch (0.03 s on the sample) would double the run's time.
+WEIGHTS_SECONDS = 1.0
 
 
 class Unreachable(Exception):
@@ -218,5 +222,5 @@ def train_on_worker(queue_name, pause_name, stop_name, model, x_train, y_train, 
     network, optimizer, _ = load_network(model)
     with threadpool_limits(limits=1, user_api="blas"):
         run_trainer(_QueueSender(queue), _Flag(Event(pause_name)), _Flag(Event(stop_name)), network, optimizer,
-                    x_train, y_train, x_test, y_test, config, send_weights=True)
+                    x_train, y_train, x_test, y_test, config, send_weights=True, weights_every=WEIGHTS_SECONDS)
     return network.epochs_trained

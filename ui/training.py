@@ -17,6 +17,7 @@ A run belongs to its lab, not to a browser tab: it goes on when the tab reloads 
 A server-wide semaphore caps simultaneous runs (one BLAS thread each) so a class sharing one
 server keeps the CPU usable; extra runs wait and say so.
 """
+import math
 import multiprocessing
 import os
 import queue
@@ -475,13 +476,14 @@ class _Outbox:
 
 
 def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_test, y_test, config,
-                parent_pid=None, send_weights=None):
+                parent_pid=None, send_weights=None, weights_every=0.0):
     """Run the engine's trainer, sending ("events", [...]) bundles, ("weights", ...) after each
     epoch and at the end (only from a child process, parent_pid given: in a thread the server's
     network is trained in place), then ("end", reason, message, test_accuracy) or
     ("failed", message). Honours pause/stop between batches; ends by itself if the parent
     process is gone."""
     send_weights = parent_pid is not None if send_weights is None else send_weights
+    weights_sent = -math.inf
     outbox = _Outbox(sender)
     pending, last_send = [], time.monotonic()
 
@@ -507,8 +509,9 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
             pending.append(event)
             if event.kind == "epoch":
                 flush()
-                if send_weights:
+                if send_weights and time.monotonic() - weights_sent >= weights_every:
                     outbox.post(_state_of(network, optimizer))
+                    weights_sent = time.monotonic()
             elif time.monotonic() - last_send > SEND_SECONDS:
                 flush()
             if pause.is_set() or stop.is_set() or outbox.broken:
