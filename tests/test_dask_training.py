@@ -88,7 +88,7 @@ def test_a_lost_worker_is_reported_and_the_last_epoch_is_kept(synthetic, place, 
     job.listener = lambda j, what: epochs.append((what, j.network.epochs_trained, j.network.params.copy()))
     job.start()
     assert wait_until(lambda: len(epochs) >= 2)
-    worker = job.message.split("Dask worker at ")[1].rstrip("…")
+    worker = job.message.split("Dask worker at ")[1].rstrip(")")
     with contextlib.suppress(Exception):  # the call itself fails: its worker dies answering it
         place.client.run(os._exit, 1, workers=[worker])  # the worker process dies mid-run
     job.join(60)

@@ -272,7 +272,7 @@ class TrainingJob:
                     self._finish("failed", worker.lost)
                     return
                 with self._lock:
-                    self.status, self.message = "running", f"Training on the Dask worker at {message[1]}…"
+                    self.status, self.message = "running", f"Training… (on the Dask worker at {message[1]})"
             elif kind == "events":
                 for event in message[1]:
                     self._record(event)
