@@ -106,10 +106,9 @@ def gradient_check(network, x, y, eps=1e-5, entries_per_layer=None, keep_prob=1.
         masks = [None if m is None else np.asarray(m, dtype=np.float64) for m in masks]
     elif keep_prob < 1:
         masks = [(rng.random((len(x), w)) < keep_prob) / keep_prob for w in net.sizes[1:-1]]
-    fp = net.forward(x, masks=masks or [None] * (net.num_layers - 1))
+    fp = net.forward(x, masks=masks or [None] * (net.num_layers - 1))  # engine.reference, in float64
     net.backward(fp, y, fault)
-    fp.pre_activations = [net._affine(a, i) for i, a in enumerate(fp.inputs[:-1])]
-    logits = net._affine(fp.inputs[-1], net.num_layers - 1)
+    logits = fp.pre_activations[-1]
 
     plan = []  # (name, layer index, param array, grad array, flat entries to check)
     for layer, (w, b, gw, gb) in enumerate(zip(net.weights, net.biases, net.weight_grads, net.bias_grads)):

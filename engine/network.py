@@ -4,29 +4,20 @@ and backprop that reuses it.
 All weights and biases live in one flat buffer (`params`) and the layers are views into
 it, so the optimizer updates every parameter in one vectorised pass, in place.
 """
-import contextlib
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import ConfigError
-from .layers import ACTIVATIONS, LEAKY_SLOPE, dropout, softmax
+from .kernels import Workspace
+from .layers import ACTIVATIONS, softmax
+from .reference import FAULTS, ForwardPass, backward, dense, forward  # noqa: F401 (FAULTS, ForwardPass: re-exported)
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
-_NO_CONTEXT = contextlib.nullcontext()
 MAX_LAYER_WIDTH = 16384
 MAX_HIDDEN_LAYERS = 32
 INIT_CHUNK = 1 << 20  # weights drawn at a time (8 MB of float64)
-
-# Ways to break backprop on purpose, so a user can see what a failing gradient check looks like.
-FAULTS = {
-    "activation_derivative": "Activation derivative replaced by 1 (ReLU treated as linear)",
-    "dropout_scale": "Dropout's 1/keep_prob scale left out of backprop",
-    "bias_gradient": "Bias gradients forgotten (left at zero)",
-    "batch_mean": "Loss gradient not divided by the batch size",
-}
-
 
 def fully_connected(n_inputs, n_outputs, rng, dtype=np.float64):
     """Glorot-uniform weights, the notebook's dense layer: U(-l, l), l = sqrt(6/(fan_in+fan_out))."""
@@ -80,15 +71,6 @@ def parse_layers(text):
         if w > MAX_LAYER_WIDTH:
             raise ConfigError(f"Layer width {w} is above the limit of {MAX_LAYER_WIDTH}.")
     return widths
-
-
-@dataclass
-class ForwardPass:
-    """What the forward pass keeps for backprop: each layer's input and each hidden output."""
-    inputs: list            # inputs[i] is what layer i multiplies (after dropout)
-    hidden: list            # hidden[i] is activation output of hidden layer i (before dropout)
-    masks: list             # dropout masks (None where no dropout)
-    probabilities: np.ndarray = field(default=None)
 
 
 class Network:
@@ -202,72 +184,29 @@ class Network:
 
     # --- forward / backward ----------------------------------------------------------
     def forward(self, x, keep_prob=1.0, rng=None, masks=None):
-        """Forward pass keeping each layer's input; dropout (per sample) after hidden activations.
-
-        Pass `masks` (one per hidden layer) to reuse fixed dropout masks, e.g. in a gradient check.
-        """
-        x = np.asarray(x, dtype=self.dtype)
-        inputs, hidden, used_masks = [x], [], []
-        a = x
-        for i in range(self.num_layers - 1):
-            z = self._affine(a, i)
-            h = self._act(z)
-            hidden.append(h)
-            if masks is not None:
-                mask = masks[i]
-                a = h if mask is None else h * mask
-            elif keep_prob < 1:
-                a, mask = dropout(h, keep_prob, rng if rng is not None else np.random.default_rng())
-            else:
-                a, mask = h, None
-            used_masks.append(mask)
-            inputs.append(a)
-        probabilities = softmax(self._affine(a, self.num_layers - 1))
-        return ForwardPass(inputs, hidden, used_masks, probabilities)
-
-    def _affine(self, a, i):
-        z = a @ self.weights[i]
-        if self.biases[i] is not None:
-            z += self.biases[i]
-        return z
+        """Forward pass keeping what backprop needs (engine.reference.forward on this network's
+        weights); dropout (per sample) after hidden activations. Pass `masks` (one per hidden
+        layer) to reuse fixed dropout masks, e.g. in a gradient check."""
+        return forward(self.weights, self.biases, np.asarray(x, dtype=self.dtype), self.activation, keep_prob,
+                       rng, masks)
 
     def backward(self, fp, targets, fault=None):
-        """Backprop through a kept forward pass; fills `self.grads` (mean loss over the batch).
-
-        Fused softmax + cross-entropy: the output delta is (p - y) / n. No delta is computed
-        for the input layer. `fault` names a deliberate mistake (see FAULTS) for teaching.
-        """
-        n = fp.probabilities.shape[0]
-        delta = fp.probabilities.copy()
-        if targets.ndim == 1:
-            delta[np.arange(n), targets] -= 1
-        else:
-            delta -= targets
-        if fault != "batch_mean":
-            delta *= self.dtype(1 / n)
-        for i in range(self.num_layers - 1, -1, -1):
-            np.matmul(fp.inputs[i].T, delta, out=self.weight_grads[i])
-            if self.bias_grads[i] is not None:
-                if fault == "bias_gradient":
-                    self.bias_grads[i][...] = 0
-                else:
-                    delta.sum(axis=0, out=self.bias_grads[i])
-            if i == 0:
-                break  # no delta for the input layer
-            delta = delta @ self.weights[i].T
-            mask = fp.masks[i - 1]
-            if mask is not None:
-                delta *= (mask != 0) if fault == "dropout_scale" else mask
-            if fault != "activation_derivative":
-                delta *= self._act_derivative(fp.hidden[i - 1])
+        """Backprop through a kept forward pass (engine.reference.backward); fills `self.grads`
+        with the gradients of the mean loss over the batch and returns it. `fault` names a
+        deliberate mistake (see FAULTS) for teaching."""
+        weight_grads, bias_grads = backward(fp, targets, self.weights, self.activation, self.use_bias, fault)
+        for target, grad in zip(self.weight_grads + self.bias_grads, weight_grads + bias_grads):
+            if target is not None:
+                target[...] = grad
         return self.grads
 
     def gradients(self, x, targets, keep_prob=1.0, rng=None, masks=None, fault=None):
         """Forward + backward on one batch; returns (loss, accuracy, flat gradient buffer).
 
-        The training step: it works in preallocated buffers (one set per batch size) and keeps
-        nothing for the caller but the gradients in `self.grads`. `forward` and `backward` are
-        the same computation, step by step, for callers that want the intermediate arrays.
+        The training step: engine.kernels.Workspace, in preallocated buffers (one set per batch
+        size), keeping nothing for the caller but the gradients in `self.grads`. `forward` and
+        `backward` (engine.reference) are the same computation, step by step, for callers that
+        want the intermediate arrays; with a `fault` they are what runs.
         """
         if fault is not None:
             from .layers import accuracy, cross_entropy
@@ -296,7 +235,7 @@ class Network:
         if ws is None:
             if len(self._workspaces) >= 4:      # e.g. full batches, the short last batch, others
                 self._workspaces.clear()
-            ws = self._workspaces[n] = _Workspace(self, n)
+            ws = self._workspaces[n] = Workspace(self, n)
         return ws
 
     def predict_proba(self, x, chunk=8192):
@@ -308,180 +247,11 @@ class Network:
         for start in range(0, x.shape[0], chunk):
             a = np.asarray(x[start:start + chunk], dtype=self.dtype)
             for i in range(self.num_layers - 1):
-                a = self._act(self._affine(a, i))
-            out[start:start + chunk] = softmax(self._affine(a, self.num_layers - 1))
+                a = self._act(dense(a, self.weights[i], self.biases[i]))
+            out[start:start + chunk] = softmax(dense(a, self.weights[-1], self.biases[-1]))
         return out
 
     def hidden_activations(self, x):
         """Each hidden layer's activations for inputs x (dropout off), for the UI."""
         fp = self.forward(np.atleast_2d(x))
         return fp.hidden
-
-
-class _Workspace:
-    """Buffers for training steps on batches of n samples, reused from step to step.
-
-    With biases, each layer's input has a column of ones appended, so `input @ block` (block =
-    weights with the bias as last row) is the affine map, and `input.T @ delta` gives weight and
-    bias gradients in one product. Hidden activations and deltas live in such full-width
-    (n, width + 1) buffers: the element-wise work runs over whole contiguous arrays (much
-    faster in numpy than over the strided (n, width) views the products read and write), and
-    the extra column stays a column of ones (activations) or of zeros (deltas). The output
-    layer is computed transposed, (classes, n), so that softmax reduces over contiguous rows.
-    """
-
-    def __init__(self, net, n):
-        self.net = net
-        self.n = n
-        dt = net.dtype
-        self.extra = extra = 1 if net.use_bias else 0
-        # inputs[i]: what layer i multiplies, (n, fan_in + extra)
-        self.inputs = [self._activations_buffer(width) for width in net.sizes[:-1]]
-        self.x = self.inputs[0][:, :net.sizes[0]]
-        widths = net.sizes[1:-1]
-        self.delta_full = [np.zeros((n, w + extra), dt) for w in widths]
-        self.deltas = [buf[:, :w] for buf, w in zip(self.delta_full, widths)]
-        self.active = [np.zeros((n, w + extra), bool) for w in widths]
-        self.scratch = [np.zeros((n, w + extra), dt) for w in widths]
-        self.pre_dropout = None                 # allocated on first use of dropout
-        self.probabilities_t = np.empty((net.sizes[-1], n), dt)                 # (classes, n)
-        self.column = np.empty(n, dt)
-        self.rows = np.arange(n)
-        self.inverse_n = dt(1 / n)
-        self.tiny = np.finfo(dt).tiny
-
-    def _activations_buffer(self, width):
-        """(n, width + extra) zeros whose extra column (with biases) is all ones."""
-        buf = np.zeros((self.n, width + self.extra), self.net.dtype)
-        if self.extra:
-            buf[:, width] = 1
-        return buf
-
-    def _dropout_buffers(self):
-        if self.pre_dropout is None:
-            dt, n, extra = self.net.dtype, self.n, self.extra
-            widths = self.net.sizes[1:-1]
-            self.pre_dropout = [self._activations_buffer(w) for w in widths]
-            self.random = [np.empty((n, w), np.float32 if dt == np.float32 else np.float64) for w in widths]
-            self.keep = [np.empty((n, w), bool) for w in widths]
-            self.masks = [np.ones((n, w + extra), dt) for w in widths]      # extra column: 1
-
-    def step(self, targets, keep_prob, rng, masks):
-        net = self.net
-        blocks, weights = net._blocks, net.weights
-        kind = net.activation
-        layers = net.num_layers
-        dropout = masks is not None or keep_prob < 1
-        if dropout:
-            self._dropout_buffers()
-            if masks is None and rng is None:
-                rng = np.random.default_rng()
-        used_masks = [None] * (layers - 1)
-        # sigmoid's e^-z overflows to inf for very negative z, which is harmless (the unit gives 0)
-        with np.errstate(over="ignore") if kind == "sigmoid" else _NO_CONTEXT:
-            for i in range(layers - 1):
-                mask = None
-                if dropout:
-                    mask = self.masks[i]
-                    width = net.sizes[i + 1]
-                    if masks is not None:
-                        if masks[i] is None:
-                            mask = None
-                        else:
-                            mask[:, :width] = masks[i]
-                    else:
-                        # the same draws as layers.dropout_mask: uniform < keep_prob, kept x 1/keep_prob
-                        rng.random(dtype=self.random[i].dtype, out=self.random[i])
-                        np.less(self.random[i], keep_prob, out=self.keep[i])
-                        np.multiply(self.keep[i], net.dtype(1 / keep_prob), out=mask[:, :width])
-                used_masks[i] = mask
-                full = self.pre_dropout[i] if mask is not None else self.inputs[i + 1]
-                np.matmul(self.inputs[i], blocks[i], out=full[:, :net.sizes[i + 1]])
-                _activate(kind, full, self.active[i], net.sizes[i + 1] if self.extra else None)
-                if mask is not None:
-                    np.multiply(full, mask, out=self.inputs[i + 1])
-            # Output layer, transposed: logits (classes, n) = block.T @ input.T
-            p = self.probabilities_t
-            np.matmul(blocks[-1].T, self.inputs[-1].T, out=p)
-            column = self.column
-            np.maximum.reduce(p, axis=0, out=column)
-            p -= column
-            np.exp(p, out=p)
-            np.add.reduce(p, axis=0, out=column)
-            p /= column
-            # loss and accuracy, as layers.cross_entropy and layers.accuracy compute them
-            n = self.n
-            if targets.ndim == 1:
-                labels = targets
-                picked = p[targets, self.rows]
-                np.maximum(picked, self.tiny, out=picked)
-                np.log(picked, out=picked)
-                loss = -float(np.add.reduce(picked)) / n
-            else:
-                labels = targets.argmax(axis=1)
-                loss = -float((targets.T * np.log(np.maximum(p, self.tiny))).sum()) / n
-            acc = np.count_nonzero(p.argmax(axis=0) == labels) / n
-            # fused softmax + cross-entropy gradient of the mean loss: (p - y) / n
-            if targets.ndim == 1:
-                p[targets, self.rows] -= 1
-            else:
-                p -= targets.T
-            p *= self.inverse_n
-            grad_blocks = net._grad_blocks
-            np.matmul(self.inputs[-1].T, p.T, out=grad_blocks[-1])
-            if layers == 1:
-                return loss, acc, net.grads
-            np.matmul(p.T, weights[-1].T, out=self.deltas[-1])
-            for i in range(layers - 2, -1, -1):
-                # self.deltas[i]: gradient at hidden layer i's output; through its activation:
-                delta = self.delta_full[i]
-                mask = used_masks[i]
-                if mask is not None:
-                    delta *= mask
-                    h = self.pre_dropout[i]
-                else:
-                    h = self.inputs[i + 1]
-                _activation_slope(kind, delta, h, self.active[i], self.scratch[i])
-                np.matmul(self.inputs[i].T, self.deltas[i], out=grad_blocks[i])
-                if i > 0:               # no delta for the input layer
-                    np.matmul(self.deltas[i], weights[i].T, out=self.deltas[i - 1])
-        return loss, acc, net.grads
-
-
-def _activate(kind, z, active, ones_column=None):
-    """The activation in place over a full-width buffer; `active` (boolean, same shape) records
-    z > 0 for the ReLUs. ReLU and leaky ReLU keep a column of ones as it is; for tanh and
-    sigmoid the column at `ones_column` is put back to 1."""
-    if kind == "relu":
-        np.greater(z, 0, out=active)
-        np.multiply(z, active, out=z)       # faster than np.maximum here; NaN stays NaN
-        return
-    if kind == "leaky_relu":
-        np.less_equal(z, 0, out=active)     # here: where the slope is LEAKY_SLOPE
-        np.multiply(z, z.dtype.type(LEAKY_SLOPE), out=z, where=active)
-        return
-    if kind == "tanh":
-        np.tanh(z, out=z)
-    else:  # sigmoid 1 / (1 + e^-z): exact everywhere; e^-z may overflow to inf, giving 0
-        np.negative(z, out=z)
-        np.exp(z, out=z)
-        z += 1
-        np.reciprocal(z, out=z)
-    if ones_column is not None:
-        z[:, ones_column] = 1
-
-
-def _activation_slope(kind, delta, h, active, scratch):
-    """delta *= the activation's derivative, read from its output h (or the ReLU's record)."""
-    if kind == "relu":
-        np.multiply(delta, active, out=delta)
-    elif kind == "leaky_relu":
-        np.multiply(delta, delta.dtype.type(LEAKY_SLOPE), out=delta, where=active)
-    elif kind == "tanh":
-        np.multiply(h, h, out=scratch)
-        np.subtract(1, scratch, out=scratch)
-        delta *= scratch
-    else:
-        np.subtract(1, h, out=scratch)
-        scratch *= h
-        delta *= scratch

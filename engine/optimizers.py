@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from .errors import ConfigError
+from .kernels import ScaledMoments
 
 
 def _check_positive(name, value, allow_zero=False):
@@ -71,82 +72,42 @@ class Optimizer:
 
 
 class Adam(Optimizer):
-    """Adam exactly as the notebook's: bias-corrected step size, eps added to sqrt(v).
+    """Adam exactly as the notebook's (engine.reference.adam_step): bias-corrected step size,
+    eps added to sqrt(v).
 
         m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
         w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
 
-    For speed the moments are stored as m = m_scale * M and v = v_scale * V: the decays
-    b1, b2 then only shrink the two scalars, and M, V are touched once per step (M += c g)
-    instead of being multiplied through first. When a scale gets small it is folded back into
-    its array. The arithmetic is the formula above up to float rounding; `m`, `v` and
-    `state()` give the true moments.
+    For speed the moments are kept scaled (engine.kernels.ScaledMoments); the arithmetic is the
+    formula above up to float rounding, and `m`, `v` and `state()` give the true moments.
     """
 
     name = "adam"
-    FOLD_BELOW = 1e-3    # fold a scale back into its array before it drops below this
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, max_norm=None):
         super().__init__(lr, weight_decay, max_norm)
         self.beta1 = _check_fraction("beta1", beta1)
         self.beta2 = _check_fraction("beta2", beta2)
         self.eps = _check_positive("epsilon", eps)
-        self._M = self._V = None
-        self._m_scale = self._v_scale = 1.0
+        self._moments = None
 
     @property
     def m(self):
         """First moment (a new array), or None before the first step."""
-        return None if self._M is None else self._M * self._M.dtype.type(self._m_scale)
+        return None if self._moments is None else self._moments.m()
 
     @property
     def v(self):
         """Second moment (a new array), or None before the first step."""
-        return None if self._V is None else self._V * self._V.dtype.type(self._v_scale)
+        return None if self._moments is None else self._moments.v()
 
     def _update(self, params, grads, lr):
-        if self._M is None or self._M.shape != params.shape or self._M.dtype != params.dtype:
-            self._M, self._V = np.zeros_like(params), np.zeros_like(params)
-            self._m_scale = self._v_scale = 1.0
-        cast, tmp, M, V = params.dtype.type, self._scratch_like(params), self._M, self._V
-        b1, b2, t = self.beta1, self.beta2, self.t
-        # The decays shrink the scales; one that would drop below FOLD_BELOW (every ~65 steps
-        # for b1 = 0.9, every step for b1 = 0) is first folded into its array.
-        self._m_scale *= b1
-        if self._m_scale < self.FOLD_BELOW:
-            M *= cast(self._m_scale)
-            self._m_scale = 1.0
-        self._v_scale *= b2
-        if self._v_scale < self.FOLD_BELOW:
-            V *= cast(self._v_scale)
-            self._v_scale = 1.0
-        # M += (1 - b1) / m_scale * g ;  V += (1 - b2) / v_scale * g^2
-        np.multiply(grads, cast((1 - b1) / self._m_scale), out=tmp)
-        M += tmp
-        np.multiply(grads, grads, out=tmp)
-        tmp *= cast((1 - b2) / self._v_scale)
-        V += tmp
-        # w -= step m / (sqrt(v) + eps) with m = sm M, sqrt(v) = sqrt(sv) sqrt(V):
-        #    = (step sm / sqrt(sv)) * M / (sqrt(V) + eps / sqrt(sv))
-        step = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
-        root_v_scale = math.sqrt(self._v_scale)
-        np.sqrt(V, out=tmp)
-        tmp += cast(self.eps / root_v_scale)
-        np.divide(M, tmp, out=tmp)
-        tmp *= cast(step * self._m_scale / root_v_scale)
-        params -= tmp
+        if self._moments is None or not self._moments.fits(params):
+            self._moments = ScaledMoments.zeros_like(params)
+        self._moments.update(params, grads, self._scratch_like(params), lr, self.t, self.beta1, self.beta2, self.eps)
 
     def config(self):
         return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
-
-    def _fold(self):
-        """Fold the scales into the arrays: the stored moments become the true m and v."""
-        if self._M is not None:
-            if self._m_scale != 1.0:
-                self._M *= self._M.dtype.type(self._m_scale)
-            if self._v_scale != 1.0:
-                self._V *= self._V.dtype.type(self._v_scale)
-        self._m_scale = self._v_scale = 1.0
 
     def state(self):
         """t and the true moments m, v (the live arrays: copy them to keep them).
@@ -155,19 +116,16 @@ class Adam(Optimizer):
         (load_state) continues with exactly the same numbers as this one.
         """
         state = super().state()
-        if self._M is not None:
-            self._fold()
-            state.update(m=self._M, v=self._V)
+        if self._moments is not None:
+            state.update(zip(("m", "v"), self._moments.folded()))
         return state
 
     def load_state(self, state, size, dtype):
         super().load_state(state, size, dtype)
-        self._m_scale = self._v_scale = 1.0
+        self._moments = None
         if "m" in state:
-            self._M = np.array(state["m"], dtype=dtype).reshape(size)
-            self._V = np.array(state["v"], dtype=dtype).reshape(size)
-        else:
-            self._M = self._V = None
+            self._moments = ScaledMoments(np.array(state["m"], dtype=dtype).reshape(size),
+                                          np.array(state["v"], dtype=dtype).reshape(size))
 
 
 class SGD(Optimizer):
