@@ -6,7 +6,7 @@
         ...
 """
 from .errors import ConfigError, DatasetError, EngineError, ModelFileError
-from .evaluate import confusion_matrix, evaluate_network, per_class_accuracy, predict, predict_proba
+from .metrics import confusion_matrix, evaluate_network, per_class_accuracy, predict, predict_proba
 from .gradcheck import gradient_check, verdict
 from .layers import accuracy, cross_entropy, dropout, relu, relu_derivative, softmax
 from .network import FAULTS, Network, fully_connected, parameter_count, parse_layers

@@ -18,7 +18,9 @@ import numpy as np
 
 from .errors import ConfigError, EngineError
 from .network import FAULTS, parse_layers
-from .presets import PRESETS, build, defaults, preset
+from .memory import check_memory
+from .persistence import json_ready
+from .presets import DEFAULT_AUGMENT, DEFAULTS, PRESETS, build, defaults, preset
 
 PROG = "python -m engine"
 MAX_SAMPLES = 1_000_000
@@ -38,54 +40,40 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
-def _json_ready(value):
-    """Replace NaN/inf by None and NumPy scalars/arrays by Python values (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_ready(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def emit(obj):
     """Print one JSON object on one line of stdout, flushed (for `--json` consumers)."""
-    print(json.dumps(_json_ready(obj), allow_nan=False), flush=True)
+    print(json.dumps(json_ready(obj), allow_nan=False), flush=True)
 
 
 class ProgressBar:
-    """A plain-text bar redrawn in place with \\r on stderr, at most ~10 times a second."""
+    """The command line's progress bar on stderr (tqdm), redrawn in place at most ~10 times a
+    second: `update(fraction, prefix, suffix)`, `clear()` before printing a normal line."""
 
     def __init__(self, enabled, stream=None, width=30):
         self.enabled, self.stream, self.width = enabled, stream or sys.stderr, width
-        self._last = 0.0
-        self._width = 0  # length of the line drawn last (0 = nothing on screen)
+        self._bar = None
 
     def update(self, fraction, prefix="", suffix="", force=False):
-        """Draw the bar at `fraction` (0..1) unless drawn very recently."""
-        now = time.perf_counter()
-        if not self.enabled or (not force and now - self._last < 0.1):
+        """Show the bar at `fraction` (0..1); tqdm skips redraws closer than 0.1 s unless `force`."""
+        if not self.enabled:
             return
-        self._last = now
-        done = int(round(self.width * min(max(fraction, 0.0), 1.0)))
-        bar = "=" * max(done - 1, 0) + (">" if 0 < done < self.width else "=" * (done > 0)) + "." * (self.width - done)
-        text = f"{prefix} [{bar}] {suffix}"
-        # Pad with spaces over a longer previous line (plain text, no terminal escapes).
-        self.stream.write("\r" + text.ljust(self._width))
-        self.stream.flush()
-        self._width = len(text)
+        if self._bar is None:
+            from tqdm import tqdm
+            self._bar = tqdm(total=1.0, file=self.stream, leave=False, mininterval=0.1, ascii=".=", desc=prefix,
+                             unit=suffix, bar_format=f"{{desc}} [{{bar:{self.width}}}] {{unit}}")
+        self._bar.set_description_str(prefix, refresh=False)
+        self._bar.unit = suffix  # shown after the bar as it is (tqdm's postfix would add ", ")
+        self._bar.n = min(max(fraction, 0.0), 1.0)
+        if force:
+            self._bar.refresh()
+        else:
+            self._bar.update(0)  # redraws only when mininterval has passed
 
     def clear(self):
         """Erase the bar so a normal line can be printed in its place."""
-        if self.enabled and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-            self.stream.flush()
-            self._width = 0
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _progress_enabled(args):
@@ -103,19 +91,6 @@ def _check_samples(samples, limit, what="--samples"):
     if samples is not None and not 1 <= samples <= limit:
         raise ConfigError(f"{what} must be between 1 and {limit:,}, got {samples}.")
     return samples
-
-
-def check_memory(sizes, use_bias=True, dtype="float32", copies=6):
-    """Refuse a network whose weights, gradients and optimizer state would not fit in the
-    available memory (better than being killed by the kernel halfway through)."""
-    from .info import memory_info
-    from .network import parameter_count
-    needed = parameter_count(sizes, use_bias) * np.dtype(dtype).itemsize * copies
-    available = memory_info()[1]
-    if available and needed > 0.8 * available:
-        raise ConfigError(f"A {'-'.join(map(str, sizes))} network needs about {needed / 2 ** 30:.1f} GiB for "
-                          f"its weights, gradients and optimizer state; only {available / 2 ** 30:.1f} GiB "
-                          "of memory is available. Use fewer or narrower layers.")
 
 
 def load_data(path, dataset):
@@ -136,31 +111,17 @@ def load_data(path, dataset):
 
 
 # ----------------------------------------------------------------------------- train
-TRAIN_OVERRIDES = {  # argparse dest -> settings key
-    "layers": "hidden", "activation": "activation", "use_bias": "use_bias", "dtype": "dtype",
-    "optimizer": "optimizer", "lr": "lr", "beta1": "beta1", "beta2": "beta2", "eps": "eps",
-    "momentum": "momentum", "weight_decay": "weight_decay", "max_norm": "max_norm",
-    "keep_prob": "keep_prob", "batch_size": "batch_size", "epochs": "epochs", "schedule": "schedule",
-    "warmup": "warmup_epochs", "step_epochs": "step_epochs", "gamma": "gamma",
-    "early_stopping": "early_stopping", "val_split": "validation_split", "scale": "scale_inputs",
-    "shuffle": "shuffle", "augment": "augment",
-}
-
-
 def train_settings(args):
-    """The preset (or engine defaults) with every option given on the command line applied."""
+    """The preset (or engine defaults) with every option given on the command line applied.
+    The options' destinations are the settings' own keys (engine.presets.DEFAULTS)."""
     settings = preset(args.preset) if args.preset else defaults()
-    for dest, key in TRAIN_OVERRIDES.items():
-        value = getattr(args, dest, None)
-        if value is None:
-            continue
-        if dest == "layers":
-            value = parse_layers(value)
-        elif dest == "augment":
-            from .presets import DEFAULT_AUGMENT
-            value = (settings.get("augment") or dict(DEFAULT_AUGMENT)) if value else None
-        settings[key] = value
-    settings["overrides"] = [TRAIN_OVERRIDES[d] for d in TRAIN_OVERRIDES if getattr(args, d, None) is not None]
+    given = {key: getattr(args, key) for key in DEFAULTS if key != "seed" and getattr(args, key, None) is not None}
+    if args.layers is not None:
+        given["hidden"] = parse_layers(args.layers)
+    if "augment" in given:
+        given["augment"] = (settings.get("augment") or dict(DEFAULT_AUGMENT)) if given["augment"] else None
+    settings.update(given)
+    settings["overrides"] = sorted(given)
     settings["seed"] = _check_seed(args.seed)
     settings["preset"] = args.preset
     return settings
@@ -180,12 +141,12 @@ def cmd_train(args):
     """Train a network on a dataset and report per epoch; optionally save it."""
     from .trainer import EndEvent, EpochEvent, evaluate, trainer
     settings = train_settings(args)
-    check_memory([784, *settings["hidden"], 10], settings["use_bias"], settings["dtype"])
-    network, optimizer, config = build(settings, seed=settings["seed"])  # validates before data loads
+    check_memory([784, *settings["hidden"], 10], settings["batch_size"], settings["dtype"], settings["use_bias"])
+    network, optimizer, config = build(settings)  # validates before data loads
     data = load_data(args.data, args.dataset)
     n_inputs = int(np.prod(data.x_train.shape[1:]))
     if network.sizes[0] != n_inputs or network.sizes[-1] != data.num_classes:
-        network, optimizer, config = build(settings, n_inputs, data.num_classes, seed=settings["seed"])
+        network, optimizer, config = build(settings, n_inputs, data.num_classes)
     config.validate(len(data.x_train))
     if not args.json:
         print(f"Training {network.describe()} ({network.parameter_count:,} parameters) on {data.name}: "
@@ -222,7 +183,7 @@ def cmd_train(args):
     if args.save and end.reason != "diverged":
         from .persistence import save_network
         saved = save_network(args.save, network, optimizer, metadata={
-            "settings": _json_ready(settings), "dataset": data.name, "data_source": data.source,
+            "settings": json_ready(settings), "dataset": data.name, "data_source": data.source,
             "class_names": list(data.class_names), "test_accuracy": test_accuracy, "test_loss": test_loss})
     summary = {
         "event": "end", "reason": end.reason, "message": end.message,
@@ -269,7 +230,7 @@ def cmd_gradcheck(args):
         network = load_network(args.model)[0]
     else:
         hidden = parse_layers(args.layers)
-        check_memory([784, *hidden, 10], args.use_bias, "float64")
+        check_memory([784, *hidden, 10], args.samples, "float64", args.use_bias)
         network = Network([784, *hidden, 10], args.activation, args.use_bias, args.dtype, seed=args.seed)
     if args.data or args.dataset not in (None, "synthetic"):
         data = load_data(args.data, args.dataset or "mnist")
@@ -437,7 +398,7 @@ def cmd_bench(args):
         raise ConfigError(f"--threads must be between 1 and 256, got {args.threads}.")
     Adam(args.lr)  # validate before any data is made
     hidden = parse_layers(args.layers)
-    check_memory([784, *hidden, 10], args.use_bias, args.dtype)
+    check_memory([784, *hidden, 10], args.batch_size, args.dtype, args.use_bias)
     network = Network([784, *hidden, 10], args.activation, args.use_bias, args.dtype, seed=args.seed)
     from .trainer import TrainConfig
     TrainConfig(epochs=args.epochs, batch_size=args.batch_size).validate(args.samples)
@@ -524,15 +485,16 @@ def build_parser():
     t.add_argument("--max-norm", type=float, help="max-norm of each hidden unit's weights (0 = off)")
     t.add_argument("--keep-prob", type=float, help="dropout keep probability (1 = no dropout)")
     t.add_argument("--schedule", choices=("constant", "step", "cosine"), help="learning-rate schedule")
-    t.add_argument("--warmup", type=float, help="warm-up epochs (linear ramp of the learning rate)")
+    t.add_argument("--warmup", dest="warmup_epochs", type=float, help="warm-up epochs (linear ramp of the learning rate)")
     t.add_argument("--step-epochs", type=float, help="step schedule: epochs between decays")
     t.add_argument("--gamma", type=float, help="step schedule: decay factor")
     t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random shifts, rotations and scaling of each batch")
     t.add_argument("--early-stopping", type=int, metavar="N",
                    help="stop after N epochs without a better validation loss (needs --val-split)")
-    t.add_argument("--val-split", type=float, help="share of the training data held out for validation")
-    t.add_argument("--scale", action=argparse.BooleanOptionalAction, default=None,
+    t.add_argument("--val-split", dest="validation_split", type=float,
+                   help="share of the training data held out for validation")
+    t.add_argument("--scale", dest="scale_inputs", action=argparse.BooleanOptionalAction, default=None,
                    help="scale pixels to [0, 1] (--no-scale feeds raw 0-255 like the notebook)")
     t.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
                    help="shuffle every epoch (--no-shuffle keeps the file order like the notebook)")

@@ -224,11 +224,14 @@ def one_hot(labels, num_classes=10, dtype=np.float32):
 
 
 def scale_images(images_uint8, dtype=np.float32):
-    """Flatten uint8 images to (n, 784) and scale them to [0, 1].
+    """uint8 pixels as floats in [0, 1], one row per image: the one place pixels are scaled
+    (the trainer, the metrics, the gradient check and the pages all come here).
 
-    Accepts one image (28, 28), a batch (n, 28, 28) or a batch (n, 784).
+    Accepts one image (28, 28) or (784,), or a batch (n, 28, 28) or (n, 784).
     """
-    flat = np.asarray(images_uint8).reshape(-1, IMAGE_SIDE * IMAGE_SIDE)
+    images = np.asarray(images_uint8)
+    single = images.ndim == 1 or images.shape == (IMAGE_SIDE, IMAGE_SIDE)
+    flat = images.reshape(1, -1) if single else images.reshape(len(images), -1)
     out = flat.astype(dtype)
     # A scalar of the same dtype keeps float32 as float32 (and is a multiply,
     # cheaper than a divide).

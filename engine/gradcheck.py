@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .data import scale_images
 from .layers import LEAKY_SLOPE, softmax
 from .network import Network
 
@@ -97,7 +98,7 @@ def gradient_check(network, x, y, eps=1e-5, entries_per_layer=None, keep_prob=1.
     net = Network(network.sizes, network.activation, network.use_bias, "float64", seed=0)
     net.params[...] = network.params
     x = np.asarray(x)
-    x = x.reshape(len(x), -1).astype(np.float64) / (255.0 if x.dtype == np.uint8 else 1.0)
+    x = scale_images(x, np.float64) if x.dtype == np.uint8 else x.reshape(len(x), -1).astype(np.float64)
     labels = y if y.ndim == 1 else y.argmax(axis=1)
     rng = np.random.default_rng(seed)
     if masks is not None:

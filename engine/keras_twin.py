@@ -2,7 +2,7 @@
 
 Used by the Compare page and `python -m engine bench`. TensorFlow is imported only inside
 the functions that need it (it costs seconds). Nothing here prints: progress is reported
-through yielded events (`side_by_side`) or callbacks (`train_side_by_side`).
+through the events `side_by_side` yields.
 
 What is equal on both sides: architecture, activation, biases, dtype, initial weights,
 inputs (uint8 pixels scaled by 1/255 on the fly), the batches and their order each epoch
@@ -89,20 +89,6 @@ def copy_weights_to_keras(network, model):
         raise ConfigError(f"The Keras model has {len(dense)} dense layers; the network has {network.num_layers}.")
     for layer, w, b in zip(dense, network.weights, network.biases):
         layer.set_weights([w] if b is None else [w, b])
-
-
-def copy_weights_from_keras(model, network):
-    """Copy the Keras twin's weights back into the engine's network (in place)."""
-    dense = _dense_layers(model)
-    if len(dense) != network.num_layers:
-        raise ConfigError(f"The Keras model has {len(dense)} dense layers; the network has {network.num_layers}.")
-    for layer, w, b in zip(dense, network.weights, network.biases):
-        values = layer.get_weights()
-        if values[0].shape != w.shape or (b is not None) != (len(values) == 2):
-            raise ConfigError(f"Layer {layer.name} does not match the network's {w.shape} weights.")
-        w[...] = values[0]
-        if b is not None:
-            b[...] = values[1]
 
 
 def _as_inputs(x, dtype, scale=None):
@@ -310,22 +296,3 @@ def side_by_side(network, x, y, epochs=1, batch_size=100, lr=0.001, beta1=0.9, b
             engine_test_loss=float(evaluate(net, x_test, y_test, scale=np.asarray(x_test).dtype == np.uint8)[0]),
         )
     yield result
-
-
-def train_side_by_side(network, x, y, epochs=1, batch_size=100, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8,
-                       seed=0, x_test=None, y_test=None, on_epoch=None, on_batch=None, on_init=None,
-                       in_place=False):
-    """Run `side_by_side` to the end and return its "end" dict; callbacks see the other events."""
-    result = None
-    for event in side_by_side(network, x, y, epochs, batch_size, lr, beta1, beta2, eps, seed,
-                              x_test, y_test, report_batches=on_batch is not None, in_place=in_place):
-        kind = event["kind"]
-        if kind == "batch":
-            on_batch(event)
-        elif kind == "epoch" and on_epoch is not None:
-            on_epoch(event)
-        elif kind == "init" and on_init is not None:
-            on_init(event)
-        elif kind == "end":
-            result = event
-    return result

@@ -22,13 +22,21 @@ def training_memory_bytes(sizes, batch_size=100, dtype="float32", use_bias=True)
 
 
 def check_memory(sizes, batch_size=100, dtype="float32", use_bias=True, budget_mb=None):
-    """Raise ConfigError, showing the estimate, when training would exceed the budget."""
+    """Raise ConfigError, showing the estimate, when training would exceed the budget
+    (DIGITLAB_MEMORY_BUDGET_MB) or 80% of the memory this machine has free: better refused
+    up front than killed by the kernel halfway through."""
     budget_mb = DEFAULT_BUDGET_MB if budget_mb is None else budget_mb
     need = training_memory_bytes(sizes, batch_size, dtype, use_bias)
     if need > budget_mb * 2**20:
         raise ConfigError(f"This network would need about {format_bytes(need)} to train, above the "
                           f"{budget_mb:,.0f} MB budget (DIGITLAB_MEMORY_BUDGET_MB): use narrower "
                           "layers, fewer layers, float32 or a smaller batch.")
+    from .info import memory_info
+    available = memory_info()[1]
+    if available and need > 0.8 * available:
+        raise ConfigError(f"This network would need about {format_bytes(need)} to train; only "
+                          f"{format_bytes(available)} of memory is free on this machine. Use fewer or "
+                          "narrower layers.")
     return need
 
 

@@ -3,6 +3,7 @@ optimizer state, training history and metadata. Loading trusts nothing: every ar
 checked against the declared architecture and must be finite."""
 import io
 import json
+import math
 import os
 import struct
 import tempfile
@@ -17,6 +18,22 @@ from .optimizers import make_optimizer
 
 FORMAT = "digitlab-network-1"
 MAX_MODEL_BYTES = 256 * 1024 * 1024
+
+
+def json_ready(value):
+    """`value` as strict JSON wants it: NaN and infinities become None, NumPy scalars and arrays
+    plain Python values, keys strings (for --json output and the live view's feed)."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _text(value):

@@ -1,8 +1,9 @@
-"""Named training settings shared by the command line and the dashboard.
+"""The one settings schema, and the named presets in it, shared by the command line and the app.
 
-A preset is a plain dict (JSON-ready) of everything needed to build a network, an
-optimizer and a TrainConfig. `build(settings)` turns one into those three objects, so
-the CLI and the UI cannot drift apart in how they read a preset.
+Settings are a plain dict (JSON-ready) with the keys of DEFAULTS: everything needed to build a
+network, an optimizer and a TrainConfig. The builders below are the only ones (the CLI and the
+app both call them), so the two cannot drift apart in how they read a setting; `migrate` reads
+settings saved under the app's earlier names.
 
     net, opt, config = build(preset("recommended"), n_inputs=784, n_classes=10)
 """
@@ -12,7 +13,8 @@ from .errors import ConfigError
 
 # The engine's own defaults (what `python -m engine train` uses without --preset).
 DEFAULTS = {
-    "hidden": [64, 32],
+    "hidden": [64, 32],         # hidden layer widths
+    "seed": 0,                  # initial weights, shuffles, dropout, augmentation
     "activation": "relu",
     "use_bias": True,
     "dtype": "float32",
@@ -136,19 +138,63 @@ def make_augment(settings):
     return AugmentConfig(**fields)
 
 
-def build(settings, n_inputs=784, n_classes=10, seed=0):
-    """(Network, optimizer, TrainConfig) for a settings dict. Raises ConfigError on bad values."""
+def build_network(settings, n_inputs=784, n_classes=10):
+    """The Network the settings describe, freshly initialised from their seed."""
     from .network import Network
+    s = {**DEFAULTS, **settings}
+    return Network([n_inputs, *s["hidden"], n_classes], s["activation"], s["use_bias"], s["dtype"],
+                   seed=int(s["seed"]))
+
+
+def build_optimizer(settings):
+    """The optimizer the settings describe (fresh: no moments yet)."""
     from .optimizers import make_optimizer
+    s = {**DEFAULTS, **settings}
+    return make_optimizer(s["optimizer"], lr=s["lr"], beta1=s["beta1"], beta2=s["beta2"], eps=s["eps"],
+                          momentum=s["momentum"], weight_decay=s["weight_decay"], max_norm=s["max_norm"] or None)
+
+
+def build_config(settings, n_samples=None):
+    """The TrainConfig the settings describe, validated (against `n_samples` training images if
+    given): ConfigError names the first impossible setting."""
     from .trainer import TrainConfig
     s = {**DEFAULTS, **settings}
-    network = Network([n_inputs, *s["hidden"], n_classes], s["activation"], s["use_bias"], s["dtype"], seed=seed)
-    optimizer = make_optimizer(s["optimizer"], lr=s["lr"], beta1=s["beta1"], beta2=s["beta2"], eps=s["eps"],
-                               momentum=s["momentum"], weight_decay=s["weight_decay"],
-                               max_norm=s["max_norm"] or None)
     config = TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], keep_prob=s["keep_prob"],
                          validation_split=s["validation_split"], shuffle=s["shuffle"],
-                         scale_inputs=s["scale_inputs"], seed=seed, schedule=make_schedule(s),
+                         scale_inputs=s["scale_inputs"], seed=s["seed"], schedule=make_schedule(s),
                          augment=make_augment(s), early_stopping=s["early_stopping"])
-    config.validate()
-    return network, optimizer, config
+    config.validate(n_samples)
+    return config
+
+
+def build(settings, n_inputs=784, n_classes=10, seed=None):
+    """(Network, optimizer, TrainConfig) for a settings dict (`seed`, if given, replaces its
+    seed). Raises ConfigError on bad values."""
+    if seed is not None:
+        settings = {**settings, "seed": seed}
+    return build_network(settings, n_inputs, n_classes), build_optimizer(settings), build_config(settings)
+
+
+# The app's names before the one schema (saved in models and labs): old key -> schema key.
+RENAMED = {"layers": "hidden", "warmup": "warmup_epochs"}
+
+
+def migrate(saved):
+    """Settings saved under any earlier vocabulary, in the schema's keys (unknown keys dropped):
+    the app's 'layers' text becomes 'hidden', 'warmup' 'warmup_epochs', a True/False 'augment'
+    the default augmentation or None."""
+    from .network import parse_layers
+    out = {}
+    for key, value in dict(saved or {}).items():
+        key = RENAMED.get(key, key)
+        if key not in DEFAULTS:
+            continue
+        if key == "hidden" and isinstance(value, str):
+            try:
+                value = parse_layers(value)
+            except ConfigError:
+                continue
+        if key == "augment" and isinstance(value, bool):
+            value = dict(DEFAULT_AUGMENT) if value else None
+        out[key] = value
+    return out

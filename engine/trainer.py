@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .data import scale_images
 from .errors import ConfigError
 from .layers import accuracy, cross_entropy
 from .schedules import Schedule, learning_rate
@@ -129,10 +130,8 @@ def split_validation(n_samples, validation_split, seed):
 def batch_inputs(x, idx, dtype, scale):
     """Rows idx of x as a (n, features) float batch; uint8 pixels scaled to [0, 1] on the fly
     (so the shared dataset stays uint8, four times smaller than a float32 copy)."""
-    batch = x[idx].reshape(len(idx), -1).astype(dtype)
-    if scale:
-        batch *= dtype(1 / 255)
-    return batch
+    rows = x[idx]
+    return scale_images(rows, dtype) if scale else rows.reshape(len(idx), -1).astype(dtype)
 
 
 def check_data(network, x, y, what="training"):
@@ -263,7 +262,8 @@ def _run(network, optimizer, x, y, config, validation):
             if config.augment is not None:
                 xb = augment_batch(batch_inputs(x, idx, network.dtype, scale), config.augment, augment_rng)
             else:
-                # Gather, convert and scale straight into the network's input buffer (one pass).
+                # Gather, convert and scale straight into the network's input buffer (one pass:
+                # scale_images' arithmetic, fused into the gather).
                 xb = network.batch_buffer(len(idx))
                 if scale:
                     gathered = gather_buffers.get(len(idx))

@@ -78,7 +78,8 @@ if not lab.training and lab.train_settings["lr"] > warn_above:
 if lab.train_settings["augment"] and not lab.training:
     with st.expander("What the network is shown with augmentation"):
         from engine.augment import AugmentConfig, augment_batch
-        originals = dataset.x_train[:8].reshape(8, -1).astype(np.float32) / 255
+        from engine.data import scale_images
+        originals = scale_images(dataset.x_train[:8])
         shown = augment_batch(originals, AugmentConfig(), np.random.default_rng(len(lab.runs)))
         st.caption("Top row: eight training digits. Bottom row: the same digits as one batch shows them.")
         st.image([img.reshape(28, 28) for img in originals], width=56)

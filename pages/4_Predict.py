@@ -2,7 +2,7 @@
 import numpy as np
 import streamlit as st
 
-from engine.evaluate import predict_proba
+from engine.metrics import predict_proba
 from engine.preprocess import ImageError, prepare_digit
 from ui.charts import probability_bars
 from ui.frame import page_setup, require_dataset, require_network

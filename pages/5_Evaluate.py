@@ -3,7 +3,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine.evaluate import evaluate_network, most_confident_mistakes
+from engine.metrics import evaluate_network, most_confident_mistakes
 from ui.charts import confusion_figure, image_grid, probability_bars
 from ui.frame import page_setup, require_dataset, require_network
 

@@ -31,11 +31,32 @@ def test_twin_gives_engine_probabilities(synthetic, activation, use_bias, dtype,
     assert kt.max_probability_difference(net, model, synthetic.x_test) == pytest.approx(diff)
 
 
+def weights_from_keras(model, network):
+    """Read the Keras twin's weights back into an engine network (in place)."""
+    for layer, w, b in zip([la for la in model.layers if la.get_weights()], network.weights, network.biases):
+        values = layer.get_weights()
+        w[...] = values[0]
+        if b is not None:
+            b[...] = values[1]
+
+
+def train_side_by_side(network, x, y, **options):
+    """Run kt.side_by_side to the end; returns its "end" event (callbacks: on_epoch, on_batch, on_init)."""
+    callbacks = {kind: options.pop(f"on_{kind}", None) for kind in ("epoch", "batch", "init")}
+    result = None
+    for event in kt.side_by_side(network, x, y, report_batches=callbacks["batch"] is not None, **options):
+        if event["kind"] == "end":
+            result = event
+        elif callbacks.get(event["kind"]) is not None:
+            callbacks[event["kind"]](event)
+    return result
+
+
 def test_weights_round_trip_to_keras_and_back():
     net = _perturbed([784, 16, 10], dtype="float64", seed=3)
     model = kt.build_keras_twin(net)
     other = Network([784, 16, 10], dtype="float64", seed=99)
-    kt.copy_weights_from_keras(model, other)
+    weights_from_keras(model, other)
     np.testing.assert_array_equal(other.params, net.params)
     with pytest.raises(Exception, match="dense layers"):
         kt.copy_weights_to_keras(Network([784, 8, 8, 10]), model)
@@ -74,7 +95,7 @@ def test_side_by_side_one_epoch(synthetic):
     net = Network([784, 32, 16, 10], seed=0)
     before = net.params.copy()
     events = []
-    result = kt.train_side_by_side(net, synthetic.x_train, synthetic.y_train, epochs=1, batch_size=32, seed=1,
+    result = train_side_by_side(net, synthetic.x_train, synthetic.y_train, epochs=1, batch_size=32, seed=1,
                                    x_test=synthetic.x_test, y_test=synthetic.y_test,
                                    on_epoch=events.append, on_batch=events.append, on_init=events.append)
     np.testing.assert_array_equal(net.params, before)  # the caller's network is untouched
@@ -99,7 +120,7 @@ def test_side_by_side_float64_agrees_to_rounding(synthetic):
     """With hyper-parameters exact in float32 (Keras rounds them to float32), float64 runs
     of the engine and Keras stay together to rounding error."""
     net = Network([784, 16, 10], dtype="float64", seed=2)
-    result = kt.train_side_by_side(net, synthetic.x_train, synthetic.y_train, epochs=2, batch_size=64,
+    result = train_side_by_side(net, synthetic.x_train, synthetic.y_train, epochs=2, batch_size=64,
                                    lr=2 ** -10, beta1=0.875, beta2=1 - 2 ** -10, eps=1e-8, seed=4,
                                    x_test=synthetic.x_test, y_test=synthetic.y_test)
     assert result["max_abs_diff_final"] < 1e-9

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from engine.persistence import json_ready
 from ui.charts import training_curves_spec
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"  # served as app/static/
@@ -67,23 +68,10 @@ def bar_texts(p):
     return run, epoch
 
 
-def _finite_or_none(value):
-    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
-
-
-def _json_safe(value):
-    """`value` with every non-finite float replaced by None (JSON has no NaN; plotly skips None)."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return _finite_or_none(value)
-
-
 def epoch_rows(p):
     """(columns, rows) of the Keras-like epoch table; columns that are empty throughout
     (no validation split) are left out, other missing values become None."""
-    rows = [{c: _finite_or_none(r.get(c)) for c in TABLE_COLUMNS} for r in p.epochs_table]
+    rows = [{c: json_ready(r.get(c)) for c in TABLE_COLUMNS} for r in p.epochs_table]
     columns = [c for c in TABLE_COLUMNS if any(r[c] is not None for r in rows)] or TABLE_COLUMNS[:1]
     return columns, rows
 
@@ -93,7 +81,7 @@ def feed_payload(p, version):
     run_text, epoch_text = bar_texts(p)
     figure = None
     if p.batch_steps:
-        figure = _json_safe(training_curves_spec(p.batch_steps, p.batch_loss, p.batch_accuracy, p.epochs_table))
+        figure = json_ready(training_curves_spec(p.batch_steps, p.batch_loss, p.batch_accuracy, p.epochs_table))
         layout = figure["layout"]
         layout.update(uirevision="live",  # keep the user's zoom while the data grows
                       font={"family": '"Source Sans", "Source Sans Pro", sans-serif'})

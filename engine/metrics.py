@@ -1,4 +1,6 @@
-"""Predictions and evaluation: probabilities, predicted classes, confusion matrix, per-class accuracy."""
+"""Metrics of a trained network: probabilities, predicted classes, confusion matrix, per-class
+accuracy, confident mistakes. (The loss and accuracy a run reports are engine.trainer.evaluate,
+exported as engine.evaluate.)"""
 import numpy as np
 
 from .trainer import batch_inputs
