@@ -5,11 +5,12 @@ import streamlit as st
 from engine.errors import ConfigError
 from engine.memory import check_memory, format_bytes, training_memory_bytes
 from engine.estimate import create_seconds, epoch_seconds, test_seconds
-from engine.network import Network, parameter_count, parse_layers
+from engine.network import parameter_count, parse_layers
+from engine.presets import build_network
 from engine.trainer import evaluate
 from ui.charts import architecture_figure
 from ui.frame import page_setup, require_dataset
-from ui.settings import apply_preset, bind, remember, settings
+from ui.settings import BUILD, apply_preset, bind, remember, settings
 from ui.state import data_key
 
 lab, dataset, error = page_setup("Build", "🏗️", heading="🏗️ Build a network")
@@ -43,10 +44,10 @@ presets.button("Notebook preset", key="preset_notebook", on_click=apply_preset, 
 presets.button("Recommended preset", key="preset_recommended", on_click=apply_preset, args=(lab, "recommended"),
                   help="The best settings found for a few thousand digits within a minute of training.")
 
-bind(lab, "build", "b_")
+bind(lab, BUILD, "b_")
 left, right = st.columns([2, 3])
 with left:
-    st.text_input("Hidden layer widths (comma-separated)", key="b_layers",
+    st.text_input("Hidden layer widths (comma-separated)", key="b_hidden",
                   help="For example `64, 32` gives 784-64-32-10. Leave empty for no hidden layer.")
     st.selectbox("Activation", ["relu", "leaky_relu", "tanh", "sigmoid"], key="b_activation")
     st.number_input("Dropout keep-probability", min_value=0.0, max_value=1.0, step=0.05, key="b_keep_prob",
@@ -54,15 +55,14 @@ with left:
     st.checkbox("Biases", key="b_use_bias", help="Off reproduces the notebook, which had none.")
     st.number_input("Seed", min_value=0, step=1, key="b_seed", help="Same seed, same initial weights.")
     st.radio("Precision", ["float32", "float64"], horizontal=True, key="b_dtype")
-remember(lab, "build", "b_")
-s = settings(lab, "build")
+remember(lab, BUILD, "b_")
+s = train = settings(lab)
 
 inputs = dataset.x_train[0].size if dataset is not None else 784
 classes = dataset.num_classes if dataset is not None else 10
-train = settings(lab, "train")
 problems = []
 try:
-    hidden = parse_layers(s["layers"])
+    hidden = parse_layers(st.session_state["b_hidden"])  # the text as typed (the settings keep the last good one)
     sizes = [inputs, *hidden, classes]
 except ConfigError as bad:
     problems.append(str(bad))
@@ -115,14 +115,13 @@ def create_network(data):
     """Build the form's network (its weights only: nothing slower), measure its untrained
     accuracy on as many test images as take a moment, and keep it."""
     layers, activation, use_bias, dtype = form_network()
-    seed = int(s["seed"])
     with st.spinner(f"Creating {'-'.join(map(str, layers))} ({parameter_count(layers, use_bias):,} parameters, "
                     f"about {seconds_text(timing['create'])})…"):
-        net = Network(layers, activation, use_bias, dtype, seed=seed)
+        net = build_network(s, layers[0], layers[-1])
         n_test = min(len(data.y_test), max(200, int(len(data.y_test) * UNTRAINED_TEST_SECONDS
                                                    / max(test_seconds(layers, len(data.y_test), dtype), 1e-9))))
         _, untrained = evaluate(net, data.x_test[:n_test], data.y_test[:n_test])
-    lab.set_network(net, settings=dict(s))
+    lab.set_network(net)
     if n_test == len(data.y_test):
         lab.remember_accuracy(untrained, data_key(data))
     lab.untrained_accuracy, lab.untrained_images = untrained, n_test

@@ -9,7 +9,7 @@ from ui import live_view
 from ui.charts import runs_overlay, training_curves
 from ui.frame import page_setup, require_dataset, require_network
 from ui.runs import describe_differences, finished_text, record_finished_run, resume_run, setting_problems, start_run
-from ui.settings import bind, remember
+from ui.settings import TRAIN, bind, remember
 from ui.training import STOP_GRACE
 from ui.state import data_key
 
@@ -17,9 +17,9 @@ lab, dataset, error = page_setup("Train", "📈", badge=False)
 require_dataset(dataset, error)
 require_network(lab, dataset)
 
-bind(lab, "train", "t_")
-remember(lab, "train", "t_")  # the values just typed, so each field is checked as it is entered
-problems = setting_problems(lab.build_settings, lab.train_settings, len(dataset.y_train))
+bind(lab, TRAIN, "t_")
+remember(lab, TRAIN, "t_")  # the values just typed, so each field is checked as it is entered
+problems = setting_problems(lab.settings, len(dataset.y_train))
 
 
 def flagged(key):
@@ -56,8 +56,8 @@ with st.expander("Settings", expanded=not lab.training):
         flagged("early_stopping")
     with c3:
         st.selectbox("Learning-rate schedule", ["constant", "step", "cosine"], key="t_schedule")
-        st.number_input("Warm-up epochs", min_value=0.0, step=0.5, key="t_warmup")
-        flagged("warmup")
+        st.number_input("Warm-up epochs", min_value=0.0, step=0.5, key="t_warmup_epochs")
+        flagged("warmup_epochs")
         st.number_input("Max-norm on hidden weights (0 = off)", min_value=0.0, step=0.5, key="t_max_norm")
         flagged("max_norm")
         st.checkbox("Augment the images", key="t_augment",
@@ -66,32 +66,33 @@ with st.expander("Settings", expanded=not lab.training):
 
 # Far above the usual range a run diverges (and ends, keeping the weights from before the failing epoch).
 USUAL_LR = {"adam": (1e-4, 0.01, 0.05), "sgd": (1e-3, 0.5, 2.0)}  # low, high, warn above
-low, high, warn_above = USUAL_LR[lab.train_settings["optimizer"]]
-if not lab.training and 0 < lab.train_settings["epochs"] <= lab.train_settings["warmup"]:
-    st.warning(f"The warm-up ({lab.train_settings['warmup']:g} epochs) lasts the whole run: the learning "
+low, high, warn_above = USUAL_LR[lab.settings["optimizer"]]
+if not lab.training and 0 < lab.settings["epochs"] <= lab.settings["warmup_epochs"]:
+    st.warning(f"The warm-up ({lab.settings['warmup_epochs']:g} epochs) lasts the whole run: the learning "
                "rate never reaches the value set. Shorten the warm-up or train for more epochs.")
-if not lab.training and lab.train_settings["lr"] > warn_above:
-    st.warning(f"A learning rate of {lab.train_settings['lr']:g} is far above the usual range for "
-               f"{lab.train_settings['optimizer'].upper()} ({low:g} to {high:g}): the run will probably diverge. "
+if not lab.training and lab.settings["lr"] > warn_above:
+    st.warning(f"A learning rate of {lab.settings['lr']:g} is far above the usual range for "
+               f"{lab.settings['optimizer'].upper()} ({low:g} to {high:g}): the run will probably diverge. "
                "If it does, it stops and keeps the weights from before the failing epoch.")
 
-if lab.train_settings["augment"] and not lab.training:
+if lab.settings["augment"] and not lab.training:
     with st.expander("What the network is shown with augmentation"):
-        from engine.augment import AugmentConfig, augment_batch
+        from engine.augment import augment_batch
         from engine.data import scale_images
+        from engine.presets import make_augment
         originals = scale_images(dataset.x_train[:8])
-        shown = augment_batch(originals, AugmentConfig(), np.random.default_rng(len(lab.runs)))
+        shown = augment_batch(originals, make_augment(lab.settings), np.random.default_rng(len(lab.runs)))
         st.caption("Top row: eight training digits. Bottom row: the same digits as one batch shows them.")
         st.image([img.reshape(28, 28) for img in originals], width=56)
         st.image([img.reshape(28, 28) for img in shown], width=56)
 
 
 def on_start():
-    lab.train_error = start_run(lab, dataset, keep_state=bool(lab.train_settings["continue_state"]))
+    lab.train_error = start_run(lab, dataset, keep_state=lab.continue_state)
 
 
 def on_start_here():
-    lab.train_error = start_run(lab, dataset, keep_state=bool(lab.train_settings["continue_state"]), here=True)
+    lab.train_error = start_run(lab, dataset, keep_state=lab.continue_state, here=True)
 
 
 def on_resume_interrupted():
@@ -99,7 +100,7 @@ def on_resume_interrupted():
 
 
 def keep_continue_choice():
-    lab.train_settings["continue_state"] = st.session_state["continue_state_box"]
+    lab.continue_state = st.session_state["continue_state_box"]
     lab.save(weights=False)
 
 
@@ -131,10 +132,10 @@ def run_controls(job):
     controls.button("▶️ Start training" if job is None or not job.resumable else "Start a new run", key="start",
                     on_click=on_start, type="secondary" if job is not None and job.resumable else "primary",
                     disabled=bool(problems), help=f"Fix the settings first: {blocked}" if problems else None)
-    if lab.optimizer is not None and lab.optimizer.name == lab.train_settings["optimizer"]:
+    if lab.optimizer is not None and lab.optimizer.name == lab.settings["optimizer"]:
         # The lab's setting is the truth (Streamlit forgets a widget's state while it is hidden,
         # as it is during a run): the box starts from it and writes back to it.
-        controls.checkbox("Continue optimizer state", value=bool(lab.train_settings["continue_state"]),
+        controls.checkbox("Continue optimizer state", value=lab.continue_state,
                           key="continue_state_box", on_change=keep_continue_choice,
                           help="Keep the optimizer's state (Adam's moments and step count, SGD's momentum).")
     if problems:

@@ -34,7 +34,7 @@ if st.button("Run the comparison", type="primary", key="cmp_run", disabled=lab.t
     result = None
     try:
         steps = side_by_side(net, dataset.x_train, dataset.y_train, epochs=int(epochs), batch_size=int(batch_size),
-                             lr=lr, eps=eps, seed=int(lab.build_settings.get("seed", 0)),
+                             lr=lr, eps=eps, seed=int(lab.settings.get("seed", 0)),
                              x_test=dataset.x_test, y_test=dataset.y_test)
         for event in steps:
             if event["kind"] == "batch" and event["batch"] % 10 in (0, event["batches"] % 10):

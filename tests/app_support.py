@@ -131,7 +131,7 @@ def build_network(at, layers=None, seed=None, **widgets):
     """On Build: set the layer text, seed and other b_* widgets, press Create network."""
     goto(at, "1_Build.py")
     if layers is not None:
-        at.text_input(key="b_layers").set_value(layers)
+        at.text_input(key="b_hidden").set_value(layers)
     if seed is not None:
         at.number_input(key="b_seed").set_value(seed)
     for key, value in widgets.items():

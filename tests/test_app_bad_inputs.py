@@ -43,7 +43,7 @@ def test_build_bad_layer_widths_and_keep_prob(apps):
     build_network(at, layers="16")
     before = snapshot(at)
     for text, message in BAD_LAYERS.items():
-        at.text_input(key="b_layers").set_value(text).run()
+        at.text_input(key="b_hidden").set_value(text).run()
         assert_clean(at, f"Build, layers {text!r}")
         assert message in joined(at.error), f"layers {text!r}: {values(at.error)}"
         assert at.button(key="create_network").disabled, f"layers {text!r}: Create still enabled"
@@ -51,17 +51,17 @@ def test_build_bad_layer_widths_and_keep_prob(apps):
 
     # a missing width is refused, never silently read as 64, 32 (issue 13); spaces are fine
     for text in ("64,,32", "64,", ",64"):
-        at.text_input(key="b_layers").set_value(text).run()
+        at.text_input(key="b_hidden").set_value(text).run()
         assert "comma with no layer width" in joined(at.error), f"{text!r}: {values(at.error)}"
         assert at.button(key="create_network").disabled
-    at.text_input(key="b_layers").set_value(" 64 ,32 ").run()
+    at.text_input(key="b_hidden").set_value(" 64 ,32 ").run()
     assert not at.error, values(at.error)
     assert any("784-64-32-10" in m.value for m in at.markdown)
     # no hidden layer at all is allowed (softmax regression)
-    at.text_input(key="b_layers").set_value("").run()
+    at.text_input(key="b_hidden").set_value("").run()
     assert not at.error and any("`784-10`" in m.value for m in at.markdown)
 
-    at.text_input(key="b_layers").set_value("16").run()
+    at.text_input(key="b_hidden").set_value("16").run()
     at.number_input(key="b_keep_prob").set_value(0.0).run()
     assert_clean(at, "Build, keep-prob 0")
     assert "keep-probability must be above 0" in joined(at.error)

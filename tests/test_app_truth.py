@@ -19,11 +19,11 @@ def test_build_says_when_the_form_no_longer_describes_the_network(apps):
     at = apps.new()
     build_network(at, layers="16")
     assert "Created `784-16-10" in joined(at.success)
-    at.text_input(key="b_layers").set_value("128, 64, 32").run()
+    at.text_input(key="b_hidden").set_value("128, 64, 32").run()
     assert "Created" not in joined(at.success), values(at.success)  # not about the form any more
     assert "the form above describes another one" in joined(at.info)
     assert "784-16-10" in joined(at.info)  # what the current network is
-    at.text_input(key="b_layers").set_value("16").run()
+    at.text_input(key="b_hidden").set_value("16").run()
     assert "describes another one" not in joined(at.info)
 
 
@@ -175,14 +175,14 @@ def test_build_warns_before_creating_a_network_this_machine_trains_slowly(apps, 
 
     from engine import estimate
     at = apps.new("1_Build.py")
-    at.text_input(key="b_layers").set_value("64").run()
+    at.text_input(key="b_hidden").set_value("64").run()
     caption = next(c for c in values(at.caption) if c.startswith("On this machine"))
     assert "to create" in caption and "per epoch** on 540 images" in caption, caption  # 10% held out
     assert "large for this machine" not in joined(at.warning)
     slow = estimate.MachineSpeed(per_flop=1e-8, per_parameter=1e-6, per_parameter_large=1e-6, per_init=1e-7)
     monkeypatch.setattr(estimate, "measure", lambda dtype="float32": slow)  # a machine 1,000 times slower
     st.cache_data.clear()
-    at.text_input(key="b_layers").set_value("4000, 4000, 4000").run()
+    at.text_input(key="b_hidden").set_value("4000, 4000, 4000").run()
     assert "large for this machine" in joined(at.warning), values(at.warning)
     assert not at.button(key="create_network").disabled  # a warning, not a refusal
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from engine.network import Network
+from engine.optimizers import Adam
 from ui import lab_store, reload
 from ui.runs import resume_run, start_run
 from ui.settings import settings
@@ -25,8 +26,8 @@ def home(tmp_path, monkeypatch):
 
 def new_lab(epochs=6, layers="16"):
     lab = Lab(token=secrets.token_urlsafe(16))
-    settings(lab, "build").update(layers=layers, seed=3)
-    settings(lab, "train").update(epochs=epochs, batch_size=50, validation_split=0.0)
+    settings(lab).update(hidden=[int(w) for w in layers.split(",")], seed=3, epochs=epochs, batch_size=50,
+                         validation_split=0.0)
     lab.set_network(Network([784, 16, 10], seed=3))
     return lab
 
@@ -41,14 +42,14 @@ def test_a_lab_comes_back_from_disk_as_it_was(home, synthetic):
     assert start_run(lab, synthetic) is None
     lab.job.join(60)
     assert lab.job.status == "completed" and len(lab.runs) == 1  # recorded by the run itself, no page open
-    lab.train_settings["lr"] = 0.0042
+    lab.settings["lr"] = 0.0042
     lab.save(weights=False)
     back = restarted(lab.token)
     np.testing.assert_array_equal(back.network.params, lab.network.params)
     np.testing.assert_array_equal(back.optimizer.state()["m"], lab.optimizer.state()["m"])
     assert back.optimizer.t == lab.optimizer.t and back.network.epochs_trained == 2
     assert json.dumps(back.network.history) == json.dumps(lab.network.history)  # (NaN val_loss: no validation split)
-    assert back.train_settings["lr"] == 0.0042 and back.build_settings["layers"] == "16"
+    assert back.settings["lr"] == 0.0042 and back.settings["hidden"] == [16]
     assert json.dumps(back.runs) == json.dumps(lab.runs) and back.runs[0]["status"] == "completed"
     assert back.job.status == "completed" and not back.job.active and not back.job.resumable
     assert len(back.job.progress().epochs_table) == 2
@@ -99,7 +100,7 @@ def test_a_damaged_network_file_gives_back_the_rest_and_says_so(home):
     lab.save()
     (home / "labs" / lab.token / "network.npz").write_bytes(b"PK\x03\x04 not really")
     back = restarted(lab.token)
-    assert back.network is None and back.build_settings["layers"] == "16"
+    assert back.network is None and back.settings["hidden"] == [16]
     assert "could not be read" in back.notice
 
 
@@ -132,3 +133,36 @@ def test_a_lab_without_visitors_expires_and_its_run_stops(home, synthetic, monke
     assert lab.job.status == "stopped" and "no visitor for 2 hours" in lab.job.message
     assert lab.token not in reload._labs
     assert restarted(lab.token).job.status == "stopped"  # and it is on disk as it ended
+
+
+def test_models_and_labs_saved_under_the_old_setting_names_load_in_the_schema(home, tmp_path):
+    """Before the one schema the app saved 'layers' as text, 'warmup', a True/False 'augment' and
+    two dicts (build_settings, train_settings); they load as today's settings."""
+    from engine.persistence import load_network, save_network
+    from engine.presets import DEFAULT_AUGMENT
+    from ui.models import adopt
+    old_build = {"layers": "32, 16", "activation": "tanh", "keep_prob": 0.8, "use_bias": True, "seed": 7,
+                 "dtype": "float32"}
+    old_train = {"optimizer": "adam", "lr": 0.002, "warmup": 1.5, "augment": True, "epochs": 12,
+                 "continue_state": False}
+    old_run = {"name": "run 1", "settings": {**old_build, **old_train}, "history": [], "status": "completed"}
+    net = Network([784, 32, 16, 10], "tanh", seed=7)
+    path = save_network(tmp_path / "old.npz", net, Adam(), {"build_settings": old_build, "train_settings": old_train,
+                                                              "runs": [old_run]})
+    lab = Lab(token=secrets.token_urlsafe(16))
+    adopt(lab, *load_network(path))
+    s = lab.settings
+    assert s["hidden"] == [32, 16] and s["warmup_epochs"] == 1.5 and s["augment"] == DEFAULT_AUGMENT
+    assert s["keep_prob"] == 0.8 and s["seed"] == 7 and s["lr"] == 0.002 and s["epochs"] == 12
+    assert not {"layers", "warmup", "continue_state"} & set(s)
+    assert lab.runs[0]["settings"]["hidden"] == [32, 16]  # old runs compare with new ones
+    # a lab folder written before the schema
+    lab.save()
+    folder = home / "labs" / lab.token
+    record = json.loads((folder / "lab.json").read_text())
+    del record["settings"], record["continue_state"]
+    record.update(build_settings=old_build, train_settings=old_train)
+    (folder / "lab.json").write_text(json.dumps(record))
+    back = restarted(lab.token)
+    assert back.settings["hidden"] == [32, 16] and back.settings["augment"] == DEFAULT_AUGMENT
+    assert back.continue_state is False

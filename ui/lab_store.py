@@ -29,6 +29,7 @@ from engine.augment import AugmentConfig
 from engine.errors import ModelFileError
 from engine.persistence import load_network, save_network
 from engine.schedules import Schedule
+from engine.presets import migrate
 from engine.trainer import TrainConfig
 
 FORMAT = "digitlab-lab-1"
@@ -106,7 +107,7 @@ def lab_record(lab):
     """lab.json's content: everything but the arrays."""
     job = lab.job
     return {"format": FORMAT, "saved": time.time(),
-            "build_settings": lab.build_settings, "train_settings": lab.train_settings,
+            "settings": lab.settings, "continue_state": lab.continue_state,
             "dataset_path": lab.dataset_path, "dataset_name": lab.dataset_name,
             "runs": lab.runs, "untrained_accuracy": lab.untrained_accuracy,
             "network": None if lab.network is None else lab.network.describe(),
@@ -132,11 +133,12 @@ def load(token, make_lab):
         return None
     lab = make_lab()
     lab.token = token
-    lab.build_settings = _dict(record.get("build_settings"))
-    lab.train_settings = _dict(record.get("train_settings"))
+    lab.settings = saved_settings(record)
+    lab.continue_state = bool(record.get("continue_state", (record.get("train_settings") or {}).get(
+        "continue_state", True)))
     lab.dataset_path = record.get("dataset_path") if isinstance(record.get("dataset_path"), str) else None
     lab.dataset_name = str(record.get("dataset_name") or "mnist")
-    lab.runs = [r for r in record.get("runs") or [] if isinstance(r, dict)]
+    lab.runs = saved_runs(record)
     lab.untrained_accuracy = _number(record.get("untrained_accuracy"))
     if (folder / NETWORK).is_file():
         try:
@@ -171,8 +173,21 @@ def _config(saved):
     return TrainConfig(**saved, schedule=schedule, augment=None if augment is None else AugmentConfig(**augment))
 
 
-def _dict(value):
-    return dict(value) if isinstance(value, dict) else {}
+def saved_settings(record):
+    """The settings a model or lab file holds, in today's schema: its "settings" (the command
+    line's, and the app's since the schema was one), or the app's older build and train
+    settings, migrated."""
+    record = record if isinstance(record, dict) else {}
+    old = {**(record.get("build_settings") or {}), **(record.get("train_settings") or {})}
+    return migrate(record.get("settings") or old)
+
+
+def saved_runs(record):
+    """A file's finished runs, their settings migrated (so they compare with today's runs)."""
+    runs = [dict(r) for r in (record.get("runs") or []) if isinstance(r, dict)]
+    for run in runs:
+        run["settings"] = migrate(run.get("settings"))
+    return runs
 
 
 def _number(value):

@@ -5,10 +5,12 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from engine.errors import ModelFileError
 from engine.persistence import load_network, save_network
+from ui.lab_store import saved_runs, saved_settings
 
 MODELS_DIR = Path(os.environ.get("DIGITLAB_MODELS_DIR", "models"))
 UPLOAD_LIMIT_BYTES = 100 * 1024 * 1024
@@ -31,8 +33,7 @@ def metadata_for(lab, dataset, name):
         "saved": dt.datetime.now().isoformat(timespec="seconds"),
         "dataset": dataset.name if dataset is not None else None,
         "dataset_source": dataset.source if dataset is not None else None,
-        "build_settings": dict(lab.build_settings),
-        "train_settings": dict(lab.train_settings),
+        "settings": dict(lab.settings),
         "test_accuracy": None if math.isnan(lab.test_accuracy) else lab.test_accuracy,
         "runs": lab.runs,
     }
@@ -71,10 +72,10 @@ def list_models():
 def adopt(lab, network, optimizer, metadata):
     """Make a loaded network the current one, with its settings and runs."""
     acc = metadata.get("test_accuracy")
-    lab.set_network(network, optimizer, settings=dict(metadata.get("build_settings") or lab.build_settings),
-                    test_accuracy=float("nan") if acc is None else float(acc))
-    if metadata.get("train_settings"):
-        lab.train_settings = dict(metadata["train_settings"])
-    lab.runs = list(metadata.get("runs") or [])
+    lab.set_network(network, optimizer, test_accuracy=float("nan") if acc is None else float(acc))
+    lab.settings.update(saved_settings(metadata))
+    lab.settings.update(hidden=list(network.hidden_sizes), activation=network.activation,  # the form
+                        use_bias=network.use_bias, dtype=np.dtype(network.dtype).name)  # describes the network
+    lab.runs = saved_runs(metadata)
     lab.job = None
     lab.save()

@@ -2,10 +2,10 @@
 import dataclasses
 import math
 
-from engine.augment import AugmentConfig
-from engine.errors import ConfigError, EngineError
+from engine.errors import EngineError
 from engine.memory import check_memory
 from engine.optimizers import make_optimizer
+from engine.presets import build_config, build_optimizer
 from engine.schedules import Schedule
 from engine.trainer import TrainConfig
 from ui.state import data_key
@@ -28,33 +28,7 @@ def finished_text(status, message):
     return f"{icon} {label}: {message}"
 
 
-def build_config(build, train, n_samples):
-    """TrainConfig from the Build and Train settings; ConfigError names what is wrong."""
-    def number(name, value, kind=float):
-        try:
-            v = kind(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a number, got {value!r}.") from None
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ConfigError(f"{name} must be a finite number, got {value!r}.")
-        return v
-    schedule = Schedule(kind=train["schedule"], warmup_epochs=number("Warm-up epochs", train["warmup"]),
-                        step_epochs=max(1.0, number("Epochs", train["epochs"], int) / 3))
-    config = TrainConfig(
-        epochs=number("Epochs", train["epochs"], int),
-        batch_size=number("Batch size", train["batch_size"], int),
-        keep_prob=number("Dropout keep-probability", build["keep_prob"]),
-        validation_split=number("Validation split", train["validation_split"]),
-        seed=number("Seed", build["seed"], int),
-        schedule=schedule,
-        augment=AugmentConfig() if train["augment"] else None,
-        early_stopping=number("Early-stopping patience", train["early_stopping"], int),
-    )
-    config.validate(n_samples)
-    return config
-
-
-def setting_problems(build, train, n_samples):
+def setting_problems(settings, n_samples):
     """{setting: what is wrong with it} for the Train page, each setting checked on its own by
     the engine's own rules as soon as it is typed, so Start can be disabled with the reason
     instead of failing after it is pressed."""
@@ -65,6 +39,7 @@ def setting_problems(build, train, n_samples):
         except (EngineError, TypeError, ValueError) as bad:
             return str(bad)
 
+    train = settings
     split = train["validation_split"]
     split_ok = check(lambda: TrainConfig(validation_split=split).validate(n_samples)) is None
     problems = {
@@ -75,8 +50,8 @@ def setting_problems(build, train, n_samples):
                                                 validation_split=split if split_ok else 0.0).validate(n_samples)),
         "early_stopping": check(lambda: TrainConfig(early_stopping=train["early_stopping"],
                                                     validation_split=split if split_ok else 0.1).validate()),
-        "warmup": check(lambda: Schedule(kind=train["schedule"], warmup_epochs=train["warmup"])),
-        "keep_prob": check(lambda: TrainConfig(keep_prob=build["keep_prob"]).validate()),
+        "warmup_epochs": check(lambda: Schedule(kind=train["schedule"], warmup_epochs=train["warmup_epochs"])),
+        "keep_prob": check(lambda: TrainConfig(keep_prob=train["keep_prob"]).validate()),
     }
     for key in ("beta1", "beta2", "eps", "momentum", "weight_decay", "max_norm"):
         value = (train[key] or None) if key == "max_norm" else train[key]  # max-norm 0 means off
@@ -84,12 +59,11 @@ def setting_problems(build, train, n_samples):
     return {key: problem for key, problem in problems.items() if problem}
 
 
-def build_optimizer(train, network, previous=None, keep_state=True):
-    """The optimizer for a run. With keep_state and the same kind as before, the run continues
-    the previous one's state (Adam's moments and step count) with the new hyper-parameters."""
-    fresh = make_optimizer(train["optimizer"], lr=train["lr"], beta1=train["beta1"], beta2=train["beta2"],
-                           eps=train["eps"], momentum=train["momentum"], weight_decay=train["weight_decay"],
-                           max_norm=train["max_norm"] or None)
+def run_optimizer(settings, network, previous=None, keep_state=True):
+    """The optimizer for a run (engine.presets.build_optimizer). With keep_state and the same
+    kind as before, the run continues the previous one's state (Adam's moments and step count)
+    with the new hyper-parameters."""
+    fresh = build_optimizer(settings)
     if keep_state and previous is not None and previous.name == fresh.name:
         fresh.load_state(previous.state(), network.params.size, network.dtype)
     return fresh
@@ -102,15 +76,13 @@ def start_run(lab, dataset, keep_state=True, here=False):
     train on this server instead)."""
     if lab.training:
         return "A run is already going on."
-    build, train = lab.build_settings, lab.train_settings
+    settings = dict(lab.settings)
     try:
-        config = build_config(build, train, len(dataset.y_train))
+        config = build_config(settings, len(dataset.y_train))
         check_memory(lab.network.sizes, config.batch_size, lab.network.dtype, lab.network.use_bias)
-        optimizer = build_optimizer(train, lab.network, lab.optimizer, keep_state)
+        optimizer = run_optimizer(settings, lab.network, lab.optimizer, keep_state)
     except EngineError as bad:
         return str(bad)
-    settings = {**{k: build[k] for k in ("layers", "activation", "keep_prob", "use_bias", "dtype", "seed")
-                   if k in build}, **train}
     try:
         place = None if here else cluster()
     except Unreachable as why:
@@ -177,7 +149,7 @@ def record_finished_run(lab):
 
 def describe_differences(runs):
     """Name each run by the settings that differ between the runs (for the legend)."""
-    keys = sorted({k for r in runs for k in r["settings"]})
+    keys = sorted({k for r in runs for k in r["settings"]} - {"description", "tuned"})  # words, not settings
     varying = [k for k in keys if len({repr(r["settings"].get(k)) for r in runs}) > 1]
     names = []
     for r in runs:

@@ -15,8 +15,8 @@ class Lab:
     """Everything one user has built: the current network, its optimizer, runs and drawings."""
     network: object = None
     optimizer: object = None
-    build_settings: dict = field(default_factory=dict)
-    train_settings: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)   # Build's and Train's, in engine.presets' schema
+    continue_state: bool = True          # a run continues the last one's optimizer state
     job: object = None                   # ui.training.TrainingJob of the latest run
     runs: list = field(default_factory=list)   # finished runs: {"name", "settings", "history"}
     test_accuracy: float = float("nan")
@@ -46,11 +46,9 @@ class Lab:
     def training(self):
         return self.job is not None and self.job.active
 
-    def set_network(self, network, optimizer=None, settings=None, test_accuracy=float("nan")):
+    def set_network(self, network, optimizer=None, test_accuracy=float("nan")):
         """Replace the current network (after Build, Load or Upload). Call save() after."""
         self.network, self.optimizer = network, optimizer
-        if settings is not None:
-            self.build_settings = settings
         self.test_accuracy = test_accuracy
         self.accuracy_key = None         # measured elsewhere (a saved model): re-measured here
         self.version += 1
