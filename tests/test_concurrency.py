@@ -514,21 +514,19 @@ def replay_accuracies(sample_path, sessions):
     from threadpoolctl import threadpool_limits
 
     from engine.data import load_dataset
-    from engine.network import Network, parse_layers
-    from ui.runs import build_config, build_optimizer
-    from ui.settings import BUILD_DEFAULTS, TRAIN_DEFAULTS
+    from engine.network import parse_layers
+    from engine.presets import build, build_config
+    from ui.settings import APP_DEFAULTS
     from ui.training import TrainingJob
 
     data = load_dataset(str(sample_path), "mnist")
     out = {}
     with threadpool_limits(limits=1, user_api="blas"):
         for s in sessions:
-            build = dict(BUILD_DEFAULTS, layers=s.width)
-            train = dict(TRAIN_DEFAULTS, epochs=s.epochs)
-            net = Network([784, *parse_layers(s.width), 10], build["activation"], build["use_bias"],
-                          build["dtype"], seed=int(build["seed"]))
-            job = TrainingJob(net, build_optimizer(train, net), data.x_train, data.y_train, data.x_test,
-                              data.y_test, build_config(build, train, len(data.y_train))).start()
+            settings = dict(APP_DEFAULTS, hidden=parse_layers(s.width), epochs=s.epochs)
+            net, optimizer, _ = build(settings)
+            job = TrainingJob(net, optimizer, data.x_train, data.y_train, data.x_test, data.y_test,
+                              build_config(settings, len(data.y_train))).start()
             job.join()
             assert job.status == "completed", job.message
             out[s.name] = f"{job.test_accuracy:.2%}"
