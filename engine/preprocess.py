@@ -5,6 +5,14 @@ the aspect ratio (anti-aliased, so grey levels appear), place it in a 28x28
 field and shift it so its centre of mass sits at the centre. A network trained
 on MNIST misreads a digit drawn in a corner unless it goes through the same
 steps, so `prepare_digit` does exactly that and keeps each step for display.
+
+One step MNIST did not need: its digits were written with pens in proportion to the
+digit, so after scaling to the 20 px box their strokes are 1-3 px wide. A canvas pen has
+a fixed width (20 px on a 280 px canvas), so a small drawing scaled up comes out as a
+blob (a small "3" read as 8). When the strokes would come out wider than any of MNIST's,
+`prepare_digit` thins the ink (erodes it evenly, "thinned" step) until they come out at
+MNIST's bold end, and when a digit is so small for its pen that its strokes have likely
+run together, it says so (`warning`) while still reading it.
 """
 
 import io
@@ -27,6 +35,20 @@ UNEVEN_BORDER = 0.06          # border brightness spread (10th-90th percentile) 
 UNEVEN_MIN_SIDE = 32          # smaller images are taken as evenly lit
 BACKGROUND_SIDE = 96          # the paper's light is estimated on a copy this size
 RESAMPLE = Image.Resampling.LANCZOS
+# Stroke widths are in pixels of the 28x28 digit (`stroke_width`: the median width along the
+# ink's skeleton). MNIST's own: median 2.0 px, quartiles 1.6-2.5, 90th percentile 2.9, 99th 4.1
+# (the 1,000 test digits of data/mnist-sample.npz). Canvas drawings with the 20 px pen: 1.9 px
+# when 180-220 px tall, 4.5 px at 80-90 px, 10 px at 40-50 px (benchmarks/small_drawings.py).
+MNIST_STROKE = 3.0            # thinned strokes come out this wide: the bold side of MNIST's range,
+                              # which read best (2.0 read 2 points worse, on held-out training digits)
+THIN_ABOVE = 4.0              # thin only strokes wider than 99% of MNIST's
+SMALL_ABOVE = 5.5             # wider than this, strokes have likely run together: warn (a digit
+                              # under about 75 px tall with the 20 px pen, a quarter of the canvas)
+WORK_SIDE = 8 * BOX           # strokes are measured and thinned on a copy this size (longer side)
+STROKE_PERCENTILE = 50        # a digit's stroke width: this percentile of the widths along its skeleton
+PEN_PERCENTILE = 10           # the pen's width (how deep to erode): the narrow end of those widths
+SMALL_WARNING = ("This digit is small: draw it bigger, filling most of the box, "
+                 "for a reliable reading.")
 
 
 class ImageError(EngineError):
@@ -42,12 +64,18 @@ class DigitPreparation:
         full-size steps are uint8 (to keep memory low), the small ones float32.
     inverted: True when dark ink on a light background was inverted.
     reason: why `digit` is None ("" otherwise).
+    warning: a friendly caution when a digit was prepared but may be misread (drawn so
+        small for its pen that its strokes may have run together); "" otherwise.
+    stroke: the ink's stroke width as found (`stroke_width`), in pixels of the 28x28 digit,
+        before any thinning (MNIST's: median 2, 99% under 4.1); 0.0 when not measured.
     """
 
     digit: np.ndarray = None
     steps: list = field(default_factory=list)
     inverted: bool = False
     reason: str = ""
+    warning: str = ""
+    stroke: float = 0.0
 
     @property
     def is_blank(self):
@@ -55,14 +83,16 @@ class DigitPreparation:
         return self.digit is None
 
 
-def prepare_digit(image, min_extent=0.0):
+def prepare_digit(image, min_extent=0.0, thin=True):
     """Prepare a canvas drawing or photo for an MNIST network.
 
     `image` is a NumPy array (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA,
     uint8 or float in [0, 1], or the bytes of an image file (PNG, JPEG...).
     min_extent: marks whose longer side is below this fraction of the image's shorter side
     are too small to be a digit (a dot on a canvas would otherwise be read as one); 0 takes
-    any size. Raises ImageError when the input is not a usable image.
+    any size. thin: strokes that would come out wider than MNIST's widest (a small drawing
+    with a thick pen) are thinned to MNIST's width first; False gives the plain MNIST recipe.
+    Raises ImageError when the input is not a usable image.
     """
     grey = to_grey(image)
     steps = [("grey", _as_uint8(grey))]
@@ -89,15 +119,23 @@ def prepare_digit(image, min_extent=0.0):
         reason = (f"Too small to read: the marks span {math.floor(extent * 100)}% of the image; "
                   f"a digit needs at least {min_extent:.0%}.")
         return DigitPreparation(None, steps, inverted, reason)
+    warning, stroke = "", 0.0
+    if thin:
+        thinned, stroke = _thin_strokes(cropped)
+        if thinned is not None:
+            cropped = thinned
+            steps.append(("thinned", thinned))
+        if stroke > SMALL_ABOVE:
+            warning = SMALL_WARNING
     scaled = _scale_to_box(cropped, BOX)
     steps.append((f"scaled to {BOX} px", scaled))
     if scaled.max() <= 0:  # only possible for a speck that resampling wiped out
         reason = "No ink found: the marks are too faint or too small."
-        return DigitPreparation(None, steps, inverted, reason)
+        return DigitPreparation(None, steps, inverted, reason, warning, stroke)
     digit = _centre_by_mass(scaled, SIDE)
     digit /= digit.max()
     steps.append((f"centred {SIDE}x{SIDE}", digit))
-    return DigitPreparation(digit, steps, inverted, "")
+    return DigitPreparation(digit, steps, inverted, "", warning, stroke)
 
 
 # ---------------------------------------------------------------- reading input
@@ -279,4 +317,148 @@ def _centre_by_mass(image, side):
     left = int(np.clip(round(side / 2 - cx), 0, side - w))
     out = np.zeros((side, side), np.float32)
     out[top:top + h, left:left + w] = image
+    return out
+
+
+# ---------------------------------------------------------------- stroke width
+
+def stroke_width(image):
+    """The typical stroke width of the ink in `image` (2-D, ink high), in the image's own
+    pixels; 0.0 for no ink.
+
+    Measured on a copy of the ink enlarged or reduced to WORK_SIDE (so a 28x28 digit is measured
+    as finely as a canvas), where the ink is at least half its peak: the ink is thinned to its
+    skeleton, and at each skeleton pixel the distance to the nearest background pixel is half
+    the stroke's width there plus half a pixel; the median over the skeleton is taken. Where
+    strokes ran together into a blob the skeleton runs through the blob, so this grows.
+    """
+    image = np.asarray(image, np.float32)
+    if image.ndim != 2 or image.size == 0 or not image.max() > 0:
+        return 0.0
+    cropped = _crop_to_ink(image)
+    measured = _measure_strokes(cropped)
+    if measured is None:
+        return 0.0
+    _, widths = measured
+    return float(np.percentile(widths, STROKE_PERCENTILE)) * max(cropped.shape) / WORK_SIDE
+
+
+def _measure_strokes(cropped):
+    """(ink mask of a WORK_SIDE copy, stroke widths at its skeleton's pixels in its pixels)
+    for ink cropped to its bounding box, or None when there is nothing to measure."""
+    h, w = cropped.shape
+    factor = WORK_SIDE / max(h, w)
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    work = np.asarray(Image.fromarray(np.ascontiguousarray(cropped, np.float32)).resize(size, RESAMPLE),
+                      np.float32)
+    peak = float(work.max())
+    if not peak > 0:
+        return None
+    mask = work >= 0.5 * peak
+    skeleton = _skeleton(mask)
+    points = np.argwhere(skeleton)
+    if len(points) == 0:  # Zhang-Suen can erase a 2x2 speck
+        return None
+    distances = _distance_to_background(mask, points)
+    # Spurs (skeleton twigs into bumps and corners of the outline) and the tips of strokes run
+    # out to the edge, where the distances fall to nothing: trim every loose end by about half
+    # a stroke before measuring. Loops have no loose ends and keep their full length.
+    trimmed = _trim_loose_ends(skeleton, round(float(np.median(distances))))
+    if trimmed.sum() >= max(3, len(points) // 4):
+        keep = trimmed[points[:, 0], points[:, 1]]
+        distances = distances[keep]
+    return mask, np.maximum(2 * distances - 1, 1.0)
+
+
+def _trim_loose_ends(skeleton, rounds):
+    """The skeleton with `rounds` pixels taken off each loose end (one at a time)."""
+    s = np.pad(skeleton, 1)
+    for _ in range(rounds):
+        centre = s[1:-1, 1:-1]
+        neighbours = sum(s[1 + dy:s.shape[0] - 1 + dy, 1 + dx:s.shape[1] - 1 + dx].astype(np.uint8)
+                         for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+        ends = centre & (neighbours <= 1)
+        if not ends.any():
+            break
+        centre[ends] = False
+    return s[1:-1, 1:-1]
+
+
+def _thin_strokes(cropped):
+    """(thinned ink or None, stroke width) for ink cropped to its bounding box.
+
+    The stroke width is `stroke_width`'s, in pixels of the 20 px box the ink will be scaled to
+    (as in the 28x28 digit). Above THIN_ABOVE the ink is eroded (each edge moved inwards by the
+    same distance, anti-aliased) until the pen's strokes would come out MNIST_STROKE wide once
+    scaled; otherwise it is left as it is (None). Erosion keeps every part of the pen's path (a
+    disc of the pen's width around each point of it was inked) and widens any hole that
+    survived the thick pen, so it loses nothing a thinner pen would have shown. The depth is
+    set by the pen's width, the narrow end of the widths (PEN_PERCENTILE), so strokes that are
+    only one pen wide are not eroded away.
+    """
+    measured = _measure_strokes(cropped)
+    if measured is None:
+        return None, 0.0
+    mask, widths = measured
+    ys, xs = np.nonzero(mask)
+    span = max(ys.max() - ys.min(), xs.max() - xs.min()) + 1
+    stroke = float(np.percentile(widths, STROKE_PERCENTILE)) * BOX / span
+    if stroke <= THIN_ABOVE:
+        return None, stroke
+    # Moving the edges in by `depth` leaves the pen's strokes pen - 2 depth wide over a span of
+    # span - 2 depth; scaled to BOX that must be MNIST_STROKE.
+    pen = float(np.percentile(widths, PEN_PERCENTILE))
+    depth = (pen * BOX - MNIST_STROKE * span) / (2 * (BOX - MNIST_STROKE))
+    if depth <= 0:
+        return None, stroke
+    inside = _distance_to_background(mask, np.stack([ys, xs], axis=1)) - 0.5  # to the ink's edge
+    thinned = np.zeros(mask.shape, np.float32)
+    thinned[ys, xs] = np.clip(inside - depth + 0.5, 0, 1)
+    if not thinned.max() > 0:
+        return None, stroke
+    return _crop_to_ink(thinned) * cropped.max(), stroke
+
+
+def _skeleton(mask):
+    """Zhang-Suen thinning of a boolean image to 1-pixel-wide lines with the same topology."""
+    m = np.pad(np.asarray(mask, np.uint8), 1)
+    centre = m[1:-1, 1:-1]  # a view: deletions write through to m
+    while True:
+        changed = False
+        for first in (True, False):
+            p2, p3, p4, p5 = m[:-2, 1:-1], m[:-2, 2:], m[1:-1, 2:], m[2:, 2:]
+            p6, p7, p8, p9 = m[2:, 1:-1], m[2:, :-2], m[1:-1, :-2], m[:-2, :-2]
+            ring = (p2, p3, p4, p5, p6, p7, p8, p9, p2)
+            neighbours = sum(p.astype(np.uint8) for p in ring[:8])
+            rises = sum(((a == 0) & (b == 1)).astype(np.uint8) for a, b in zip(ring[:8], ring[1:]))
+            if first:
+                side = ((p2 & p4 & p6) == 0) & ((p4 & p6 & p8) == 0)
+            else:
+                side = ((p2 & p4 & p8) == 0) & ((p2 & p6 & p8) == 0)
+            delete = (centre == 1) & (neighbours >= 2) & (neighbours <= 6) & (rises == 1) & side
+            if delete.any():
+                centre[delete] = 0
+                changed = True
+        if not changed:
+            return centre.astype(bool)
+
+
+def _distance_to_background(mask, points, chunk=128):
+    """Euclidean distance from each (row, col) point to the nearest background pixel
+    (outside the image counts as background)."""
+    padded = np.pad(mask, 1)
+    inner = padded[1:-1, 1:-1]
+    near_ink = np.zeros_like(padded)
+    near_ink[1:-1, 1:-1] = inner
+    near_ink[:-2, 1:-1] |= inner
+    near_ink[2:, 1:-1] |= inner
+    near_ink[1:-1, :-2] |= inner
+    near_ink[1:-1, 2:] |= inner
+    edge = (np.argwhere(near_ink & ~padded) - 1).astype(np.float32)  # background pixels touching ink
+    points = np.asarray(points, np.float32)
+    out = np.empty(len(points), np.float32)
+    for start in range(0, len(points), chunk):
+        p = points[start:start + chunk]
+        d2 = (p[:, :1] - edge[None, :, 0]) ** 2 + (p[:, 1:] - edge[None, :, 1]) ** 2
+        out[start:start + chunk] = np.sqrt(d2.min(axis=1))
     return out

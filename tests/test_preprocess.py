@@ -13,9 +13,12 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from engine.errors import EngineError
-from engine.preprocess import DigitPreparation, ImageError, prepare_digit
+from engine.preprocess import (MNIST_STROKE, SMALL_WARNING, THIN_ABOVE, DigitPreparation, ImageError,
+                               prepare_digit, stroke_width)
 
-SAMPLE = Path(__file__).resolve().parents[1].parent / "shared/data/mnist-sample.npz"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = next((p for p in (ROOT / "data/mnist-sample.npz", ROOT.parent / "shared/data/mnist-sample.npz")
+               if p.is_file()), ROOT / "data/mnist-sample.npz")
 
 
 def canvas(size=280):
@@ -296,3 +299,135 @@ def test_a_photo_under_uneven_light_is_cropped_to_the_ink():
     assert 140 <= cropped.shape[0] <= 165 and cropped.shape[1] <= 20, cropped.shape
     height, width = ink_box(result.digit)
     assert height >= 18 and width <= 6  # a tall thin stroke, as drawn
+
+
+# ---------------------------------------------------------------- thick pens on small drawings
+
+def pen_drawing(path, size, pen=20, origin=(10, 10), side=280, supersample=4):
+    """A canvas with `path` (points, any units) drawn as the canvas draws: a round-capped,
+    round-joined white pen `pen` px wide, anti-aliased, the ink's longer side `size` px."""
+    from PIL import ImageDraw
+    points = np.asarray(path, float)
+    points = (points - points.min(0)) / np.ptp(points, axis=0).max() * (size - pen) + pen / 2 + origin
+    image = Image.new("L", (side * supersample,) * 2, 0)
+    draw = ImageDraw.Draw(image)
+    xy = [tuple(p * supersample) for p in points]
+    draw.line(xy, fill=255, width=round(pen * supersample))
+    r = pen * supersample / 2
+    for x, y in xy:  # round caps and joins
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
+    out = canvas(side)
+    out[..., :3] = np.asarray(image.reduce(supersample))[..., None]
+    return out
+
+
+SEVEN = [(0, 0), (10, 0), (4, 16)]                      # (x, y) points of a "7"
+FOUR = [(8, 16), (8, 0), (0, 11), (10, 11)]             # an open "4"
+_t = np.linspace(0, 2 * np.pi, 48)
+ZERO = np.stack([5 + 3.5 * np.cos(_t), 8 + 8 * np.sin(_t)], axis=1)
+
+
+def titles(result):
+    return [title for title, _ in result.steps]
+
+
+def test_stroke_width_measures_the_pen():
+    for pen in (6, 12, 24):
+        image = canvas()[..., 0].copy()
+        image[40:240, 140 - pen // 2:140 - pen // 2 + pen] = 255  # a bar `pen` px wide, 200 tall
+        assert stroke_width(image) == pytest.approx(pen, abs=1.0)
+    assert stroke_width(np.zeros((20, 20))) == 0.0
+
+
+def test_a_small_digit_drawn_with_the_thick_pen_is_thinned_to_mnist_width():
+    for path in (SEVEN, FOUR, ZERO):
+        drawing = pen_drawing(path, size=70)
+        plain, result = prepare_digit(drawing, thin=False), prepare_digit(drawing)
+        check_digit(result)
+        # As drawn, the strokes would be twice or more MNIST's width once scaled...
+        assert result.stroke > THIN_ABOVE and stroke_width(plain.digit) > THIN_ABOVE
+        # ...thinned, they land in MNIST's range (median 2 px, 99% under 4.1; the crossing of
+        # the "4" stays a little wider).
+        assert titles(result) == ["grey", "cropped", "thinned", "scaled to 20 px", "centred 28x28"]
+        assert 2.0 <= stroke_width(result.digit) <= 4.5
+        assert stroke_width(result.digit) < 0.7 * stroke_width(plain.digit)
+        thinned, cropped = dict(result.steps)["thinned"], dict(result.steps)["cropped"]
+        assert thinned.dtype == np.float32 and thinned.max() == pytest.approx(cropped.max())
+        assert max(ink_box(result.digit)) == 20   # still fills MNIST's box
+
+
+def test_thinning_opens_the_hole_the_thick_pen_nearly_closed():
+    drawing = pen_drawing(ZERO, size=80)
+    plain, result = prepare_digit(drawing, thin=False), prepare_digit(drawing)
+    centre = (slice(11, 17), slice(12, 16))
+    assert plain.digit[centre].mean() > 0.6          # a blob: the hole is a slit
+    assert result.digit[centre].mean() < 0.5 * plain.digit[centre].mean()
+
+
+def test_a_normal_size_drawing_is_left_alone():
+    for path in (SEVEN, FOUR, ZERO):
+        drawing = pen_drawing(path, size=200, origin=(40, 30))
+        result = prepare_digit(drawing)
+        assert "thinned" not in titles(result) and result.warning == ""
+        assert 1.0 < result.stroke < THIN_ABOVE
+        assert np.array_equal(result.digit, prepare_digit(drawing, thin=False).digit)
+
+
+def test_a_small_digit_with_a_thin_pen_is_left_alone():
+    # Small is fine when the pen is in proportion: it is the pen's width that matters.
+    drawing = pen_drawing(SEVEN, size=60, pen=6)
+    result = prepare_digit(drawing)
+    assert "thinned" not in titles(result) and result.warning == ""
+    assert np.array_equal(result.digit, prepare_digit(drawing, thin=False).digit)
+
+
+def test_a_tiny_digit_is_read_with_a_warning():
+    for path in (SEVEN, FOUR, ZERO):
+        result = prepare_digit(pen_drawing(path, size=50), min_extent=0.15)
+        check_digit(result)                              # still read: a caution, not a refusal
+        assert result.warning == SMALL_WARNING and "bigger" in result.warning
+    for size in (120, 200):
+        assert prepare_digit(pen_drawing(SEVEN, size=size)).warning == ""
+
+
+def test_refusals_carry_no_warning():
+    dot = canvas()
+    dot[130:150, 130:150, :3] = 255
+    result = prepare_digit(dot, min_extent=0.15)
+    assert result.digit is None and "Too small" in result.reason and result.warning == ""
+
+
+def test_thinning_is_off_on_request():
+    drawing = pen_drawing(SEVEN, size=60)
+    result = prepare_digit(drawing, thin=False)
+    assert "thinned" not in titles(result) and result.warning == "" and result.stroke == 0.0
+
+
+def test_photos_with_normal_strokes_are_unaffected():
+    from PIL import ImageDraw
+    rng = np.random.default_rng(0)
+    shaded = np.linspace(235, 200, 400)[None, :] + np.linspace(0, -15, 300)[:, None]
+    shaded = Image.fromarray(np.clip(shaded + rng.normal(0, 3, (300, 400)), 0, 255).astype(np.uint8))
+    ImageDraw.Draw(shaded).line([(200, 75), (200, 225)], fill=40, width=12)
+    noisy = np.clip(230 - corner_stroke()[..., :3].astype(int) * 0.7 + rng.normal(0, 4, (280, 280, 3)), 0, 255)
+    photos = [np.asarray(shaded), encode(noisy.astype(np.uint8), "JPEG"), 255 - corner_stroke()[..., :3]]
+    for photo in photos:
+        result = prepare_digit(photo)
+        assert result.inverted and "thinned" not in titles(result) and result.warning == ""
+        assert np.array_equal(result.digit, prepare_digit(photo, thin=False).digit)
+
+
+def test_real_mnist_digits_are_left_alone_but_the_boldest():
+    if not SAMPLE.is_file():
+        pytest.skip(f"{SAMPLE} not present")
+    with np.load(SAMPLE, allow_pickle=False) as d:
+        digits = d["x_test"][:100]
+    widths = np.array([stroke_width(digit) for digit in digits])
+    assert 1.5 <= np.median(widths) <= 2.5           # MNIST's typical stroke
+    assert MNIST_STROKE < THIN_ABOVE
+    assert (widths > THIN_ABOVE).sum() <= 3          # about 1% of MNIST is bolder than that
+    for digit, width in zip(digits[:30], widths):
+        big = np.asarray(Image.fromarray(digit).resize((168, 168), Image.Resampling.BILINEAR))
+        result = prepare_digit(big)
+        assert ("thinned" in titles(result)) == (result.stroke > THIN_ABOVE)
+        assert result.warning == "" or width > 5
