@@ -6,6 +6,7 @@ from engine.metrics import predict_proba
 from engine.preprocess import ImageError, prepare_digit
 from ui.charts import probability_bars
 from ui.frame import page_setup, require_dataset, require_network
+from ui.state import per_network
 
 # Marks on the canvas spanning less than this share of it are a dot or a slip, not a digit
 # (a dot drawn with the widest brush spans 14%; a digit drawn to be read spans far more).
@@ -60,12 +61,8 @@ with tab_random:
     only_mistakes = c2.toggle("Only mistakes", key="only_mistakes")
     count = c3.select_slider("How many", [8, 16, 24, 32], value=16, key="sample_count")
     rng = np.random.default_rng(st.session_state.get("sample_seed", 0))
-    # The whole test set (mistakes need it), once per network version: the canvas reruns this page often.
-    key = (lab.version, net.epochs_trained, id(dataset))
-    if lab.test_probabilities_key != key or lab.training:
-        lab.test_probabilities = predict_proba(net, dataset.x_test)
-        lab.test_probabilities_key = key
-    probabilities = lab.test_probabilities
+    # The whole test set (mistakes need it), once per weights and data: the canvas reruns this page often.
+    probabilities = per_network(lab, "test_probabilities", dataset, lambda: predict_proba(net, dataset.x_test))
     predicted = probabilities.argmax(axis=1)
     pool = np.flatnonzero(predicted != dataset.y_test) if only_mistakes else np.arange(len(dataset.y_test))
     if len(pool) == 0:

@@ -1,23 +1,19 @@
 """Evaluate: confusion matrix, per-class accuracy, confident mistakes, weights, activations."""
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
+from engine.data import scale_images
 from engine.metrics import evaluate_network, most_confident_mistakes
-from ui.charts import confusion_figure, image_grid, probability_bars
+from ui.charts import activation_strip, confusion_figure, image_grid, per_class_accuracy_figure, probability_bars
 from ui.frame import page_setup, require_dataset, require_network
+from ui.state import per_network
 
 lab, dataset, error = page_setup("Evaluate", "🔍")
 require_dataset(dataset, error)
 require_network(lab, dataset)
 net, names = lab.network, dataset.class_names
 
-# Heavy results are computed once per network version (weights change -> version changes).
-key = (lab.version, net.epochs_trained, id(dataset))
-if lab.evaluation_key != key or lab.training:
-    lab.evaluation = evaluate_network(net, dataset.x_test, dataset.y_test)
-    lab.evaluation_key = key
-ev = lab.evaluation
+ev = per_network(lab, "evaluation", dataset, lambda: evaluate_network(net, dataset.x_test, dataset.y_test))
 st.metric("Test accuracy", f"{ev['accuracy']:.2%}", help=f"{len(dataset.y_test):,} test images")
 
 left, right = st.columns([3, 2])
@@ -27,12 +23,7 @@ with left:
 with right:
     st.subheader("Per-class accuracy")
     shares = ev["per_class_accuracy"]  # NaN for a class without test images: a labelled gap
-    fig = go.Figure(go.Bar(x=[str(n) for n in names], y=np.nan_to_num(shares), marker_color="#1f77b4",
-                           text=[f"{a:.0%}" if np.isfinite(a) else "no images" for a in shares],
-                           textposition="outside"))
-    fig.update_layout(height=300, yaxis=dict(range=[0, 1.1]), xaxis=dict(type="category", dtick=1),
-                      margin=dict(l=10, r=10, t=10, b=10))
-    st.plotly_chart(fig, key="per_class", width="stretch")
+    st.plotly_chart(per_class_accuracy_figure(shares, names), key="per_class", width="stretch")
     st.markdown("**Digits in one cell of the matrix**")
     off_diagonal = ev["confusion"] - np.diag(np.diag(ev["confusion"]))
     worst_true, worst_pred = np.unravel_index(off_diagonal.argmax(), off_diagonal.shape)  # most confused pair
@@ -75,7 +66,7 @@ sources = ["A test digit"] + (["The digit last drawn on Predict"] if lab.last_dr
 source = st.radio("Input", sources, horizontal=True, key="activation_source")
 if source == "A test digit":
     idx = st.number_input("Test image index", 0, len(dataset.y_test) - 1, 0, key="activation_index")
-    x = dataset.x_test[idx].reshape(1, -1).astype(np.float32) / 255
+    x = scale_images(dataset.x_test[idx])
 else:
     x = lab.last_drawn.reshape(1, -1).astype(np.float32)
 c1, c2 = st.columns([1, 4])
@@ -85,12 +76,6 @@ with c2:
     if not hidden:
         st.info("This network has no hidden layer.")
     for k, h in enumerate(hidden, 1):
-        values = h[0]
-        fig = go.Figure(go.Heatmap(z=values.reshape(1, -1), colorscale="Viridis", showscale=False,
-                                   hovertemplate="unit %{x}: %{z:.3f}<extra></extra>"))
-        fig.update_layout(height=90, margin=dict(l=10, r=10, t=25, b=5), title=dict(
-            text=f"hidden {k}: {len(values)} units, {np.mean(values > 0):.0%} active", font=dict(size=12)),
-            yaxis=dict(visible=False))
-        st.plotly_chart(fig, key=f"activation_{k}", width="stretch")
+        st.plotly_chart(activation_strip(h[0], k), key=f"activation_{k}", width="stretch")
     probabilities = net.predict_proba(x)[0]
     st.plotly_chart(probability_bars(probabilities, names), key="activation_output", width="stretch")

@@ -2,11 +2,10 @@
 import math
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from engine.errors import EngineError
+from ui.charts import comparison_curves
 from ui.frame import page_setup, require_dataset, require_network
 
 lab, dataset, error = page_setup("Compare with Keras", "⚖️")
@@ -68,25 +67,7 @@ if result is not None:
         m[1].metric("Keras test accuracy", f"{result['keras_test_accuracy']:.2%}")
         m[2].metric("Same predicted class", f"{result['agreement']:.2%}")
         m[3].metric("Time per epoch, engine / Keras", f"{ratio:.2f}×" if not math.isnan(ratio) else "–")
-        epochs_axis = [h["epoch"] for h in history]
-        fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss", "Training accuracy"))
-        # The two sides usually lie on top of each other: the engine's line is wide and pale, Keras's
-        # thin and dashed over it, so both stay visible where they agree.
-        styles = {"engine": dict(line=dict(color="#1f77b4", width=7), opacity=0.45, marker=dict(size=11)),
-                  "keras": dict(line=dict(color="#d62728", width=2, dash="dash"), marker=dict(symbol="x", size=8))}
-        for side, style in styles.items():
-            fig.add_trace(go.Scatter(x=epochs_axis, y=[h[side]["loss"] for h in history], name=f"{side} loss",
-                                     mode="lines+markers", legendgroup=side, **style), row=1, col=1)
-            fig.add_trace(go.Scatter(x=epochs_axis, y=[h[side]["accuracy"] for h in history],
-                                     name=f"{side} accuracy", mode="lines+markers", legendgroup=side, **style),
-                          row=1, col=2)
-        for col, key in ((1, "loss"), (2, "accuracy")):  # a gap of 1e-6 must not fill the whole chart
-            values = [h[side][key] for h in history for side in styles]
-            mid, half = (max(values) + min(values)) / 2, (max(values) - min(values)) / 2
-            half = max(half * 1.2, abs(mid) * 0.01, 1e-9)
-            fig.update_yaxes(range=[mid - half, mid + half], row=1, col=col)
-        fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
-        st.plotly_chart(fig, key="cmp_curves", width="stretch")
+        st.plotly_chart(comparison_curves(history), key="cmp_curves", width="stretch")
         table = pd.DataFrame([{"epoch": h["epoch"], "engine loss": h["engine"]["loss"],
                                "keras loss": h["keras"]["loss"], "engine accuracy": h["engine"]["accuracy"],
                                "keras accuracy": h["keras"]["accuracy"], "engine s": h["engine"]["seconds"],

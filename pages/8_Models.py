@@ -32,10 +32,32 @@ def forget_questions():
         st.session_state.pop(key, None)
 
 
-def replace_saved(clean):
-    forget_questions()
-    path = save_current(lab, current_dataset(lab)[0], clean)
-    st.session_state["flash_save"] = ("success", f"Saved `{path.name}` (replaced the old file).")
+@st.dialog("Replace a saved model?", on_dismiss=forget_questions)
+def ask_to_replace(clean):
+    """Confirmation (a closed dialog answers no): a saved model is never replaced silently."""
+    st.warning(f"`{clean}.npz` already exists. Replace it with the current network (`{lab.network.describe()}`)?")
+    yes, no = st.columns(2)
+    if yes.button("Yes, replace it", key="confirm_overwrite_yes", type="primary"):
+        forget_questions()
+        path = save_current(lab, current_dataset(lab)[0], clean)
+        st.session_state["flash_save"] = ("success", f"Saved `{path.name}` (replaced the old file).")
+        st.rerun()
+    if no.button("Cancel", key="confirm_overwrite_no"):
+        forget_questions()
+        st.rerun()
+
+
+@st.dialog("Delete a saved model?", on_dismiss=forget_questions)
+def ask_to_delete(chosen):
+    st.warning(f"Delete `{chosen}` for good?")
+    yes, no = st.columns(2)
+    if yes.button("Yes, delete", key="confirm_delete_yes", type="primary"):
+        (models_dir() / chosen).unlink(missing_ok=True)
+        forget_questions()
+        st.rerun()
+    if no.button("Cancel", key="confirm_delete_no"):
+        forget_questions()
+        st.rerun()
 
 
 if lab.network is None:
@@ -61,11 +83,7 @@ else:
             st.success(f"Saved `{save_current(lab, dataset, clean).name}`.")
     show_flash("save")
     if clean and st.session_state.get("confirm_overwrite") == (clean, lab.version) and not busy:
-        st.warning(f"`{clean}.npz` already exists. Replace it with the current network?")
-        yes, no = st.columns(2)
-        yes.button("Yes, replace it", key="confirm_overwrite_yes", type="primary", on_click=replace_saved,
-                   args=(clean,))
-        no.button("Cancel", key="confirm_overwrite_no", on_click=forget_questions)
+        ask_to_replace(clean)
     st.download_button("⬇️ Download the current network (.npz)", key="download_model",
                        data=network_bytes(lab.network, lab.optimizer, metadata_for(lab, dataset, "download")),
                        file_name=f"{clean or 'digitlab-model'}.npz", mime="application/octet-stream",
@@ -115,15 +133,7 @@ else:
         forget_questions()
         st.session_state["confirm_delete"] = chosen
     if st.session_state.get("confirm_delete") == chosen:
-        st.warning(f"Delete `{chosen}` for good?")
-        y, n = st.columns(2)
-        if y.button("Yes, delete", key="confirm_delete_yes", type="primary"):
-            (models_dir() / chosen).unlink(missing_ok=True)
-            st.session_state.pop("confirm_delete")
-            st.rerun()
-        if n.button("Cancel", key="confirm_delete_no"):
-            st.session_state.pop("confirm_delete")
-            st.rerun()
+        ask_to_delete(chosen)
 
 st.subheader("Upload a model")
 upload = st.file_uploader("A Digit Lab .npz (never unpickled; every array is checked)", type=["npz"], key="model_upload",

@@ -214,3 +214,11 @@ def test_every_page_while_training(apps):
     at.button(key="stop").click().run()
     job.join(10)
     assert job.status == "stopped" and lab(at).network is net
+
+
+def test_the_sidebar_lists_every_page_once_and_only_pages_that_exist():
+    """The page list lives in one place (ui/frame.PAGES); it must name every file in pages/."""
+    from ui.frame import PAGES
+    listed = [path for path, _, _ in PAGES]
+    assert listed[0] == "app.py" and len(set(listed)) == len(listed)
+    assert sorted(listed[1:]) == [f"pages/{name}" for name in page_names()]

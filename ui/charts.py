@@ -165,3 +165,58 @@ def image_grid(images, ncols, titles=None, height_per_row=110):
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
     fig.update_layout(height=nrows * height_per_row + 40, margin=dict(l=5, r=5, t=30, b=5))
     return fig
+
+
+def per_class_accuracy_figure(shares, class_names):
+    """Bars of each class's test accuracy; a class without test images is a labelled gap."""
+    fig = go.Figure(go.Bar(x=[str(n) for n in class_names], y=np.nan_to_num(shares), marker_color=INK,
+                           text=[f"{a:.0%}" if np.isfinite(a) else "no images" for a in shares],
+                           textposition="outside"))
+    fig.update_layout(height=300, yaxis=dict(range=[0, 1.1]), xaxis=dict(type="category", dtick=1),
+                      margin=dict(l=10, r=10, t=10, b=10))
+    return fig
+
+
+def activation_strip(values, layer):
+    """One hidden layer's activations for one image, as a strip of units."""
+    fig = go.Figure(go.Heatmap(z=values.reshape(1, -1), colorscale="Viridis", showscale=False,
+                               hovertemplate="unit %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_layout(height=90, margin=dict(l=10, r=10, t=25, b=5), yaxis=dict(visible=False), title=dict(
+        text=f"hidden {layer}: {len(values)} units, {np.mean(values > 0):.0%} active", font=dict(size=12)))
+    return fig
+
+
+def comparison_curves(history):
+    """The engine's and Keras's training loss and accuracy per epoch, side by side. The two
+    usually lie on top of each other: the engine's line is wide and pale, Keras's thin and dashed
+    over it, so both stay visible where they agree; a gap of 1e-6 never fills the whole chart."""
+    epochs_axis = [h["epoch"] for h in history]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss", "Training accuracy"))
+    styles = {"engine": dict(line=dict(color=INK, width=7), opacity=0.45, marker=dict(size=11)),
+              "keras": dict(line=dict(color=WRONG, width=2, dash="dash"), marker=dict(symbol="x", size=8))}
+    for side, style in styles.items():
+        for col, key in ((1, "loss"), (2, "accuracy")):
+            fig.add_trace(go.Scatter(x=epochs_axis, y=[h[side][key] for h in history], name=f"{side} {key}",
+                                     mode="lines+markers", legendgroup=side, **style), row=1, col=col)
+    for col, key in ((1, "loss"), (2, "accuracy")):
+        values = [h[side][key] for h in history for side in styles]
+        mid, half = (max(values) + min(values)) / 2, (max(values) - min(values)) / 2
+        half = max(half * 1.2, abs(mid) * 0.01, 1e-9)
+        fig.update_yaxes(range=[mid - half, mid + half], row=1, col=col)
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def class_counts_figure(class_names, train_counts, test_counts):
+    fig = go.Figure([go.Bar(x=class_names, y=train_counts, name="train"),
+                     go.Bar(x=class_names, y=test_counts, name="test")])
+    fig.update_layout(barmode="group", height=320, xaxis=dict(type="category"), margin=dict(l=10, r=10, t=10, b=10))
+    return fig
+
+
+def pixel_histogram(counts, n_images):
+    """How often each pixel value 0-255 occurs (log scale), over the first `n_images` images."""
+    fig = go.Figure(go.Bar(x=np.arange(256), y=counts, marker_color="#555"))
+    fig.update_layout(height=320, yaxis_type="log", xaxis_title=f"pixel value (first {n_images:,} images)",
+                      margin=dict(l=10, r=10, t=10, b=10))
+    return fig

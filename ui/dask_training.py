@@ -216,9 +216,9 @@ def train_on_worker(queue_name, pause_name, stop_name, model, x_train, y_train, 
     from threadpoolctl import threadpool_limits
 
     from engine.persistence import load_network
-    from ui.training import run_trainer
+    from ui.training import Started, run_trainer
     queue = Queue(queue_name)
-    queue.put(("started", get_worker().address))
+    queue.put(Started(get_worker().address))
     network, optimizer, _ = load_network(model)
     with threadpool_limits(limits=1, user_api="blas"):
         run_trainer(_QueueSender(queue), _Flag(Event(pause_name)), _Flag(Event(stop_name)), network, optimizer,

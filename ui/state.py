@@ -33,10 +33,7 @@ class Lab:
     # Results kept so a rerun does not recompute them (keys include the network version).
     gradcheck: tuple = None              # (GradCheckResult, seconds, network description)
     comparison: dict = None              # last Keras comparison
-    evaluation: dict = None
-    evaluation_key: tuple = None
-    test_probabilities: object = None
-    test_probabilities_key: tuple = None
+    results: dict = field(default_factory=dict)  # name -> (key, value): see per_network
     measuring: tuple = None              # the accuracy_key a background test is measuring
     token: str = None                    # names the lab in the URL (ui/reload.py) and on disk
     notice: str = None                   # said once on the next page (e.g. what a restore could not bring back)
@@ -77,6 +74,16 @@ class Lab:
 def data_key(dataset):
     """What identifies a dataset for a cached accuracy."""
     return None if dataset is None else (dataset.name, dataset.source, len(dataset.y_test))
+
+
+def per_network(lab, name, dataset, compute):
+    """`compute()` once per weights and data (the lab's version and the data's data_key), kept
+    in the lab under `name`; computed afresh while the weights are being trained."""
+    key = (lab.version, data_key(dataset))
+    kept = lab.results.get(name)
+    if kept is None or kept[0] != key or lab.training:
+        kept = lab.results[name] = (key, compute())
+    return kept[1]
 
 
 def mismatch(network, dataset):

@@ -49,6 +49,52 @@ _FORK = (multiprocessing.get_context("fork") if os.environ.get("DIGITLAB_TRAININ
          and sys.platform.startswith("linux") else None)
 
 
+# --- what the trainer sends the server (through a pipe, or a Dask queue) -------------------
+@dataclass
+class Started:
+    """A run on a cluster has a worker (sent first; a second one means it was started again)."""
+    worker: str
+
+
+@dataclass
+class Events:
+    """Batch and epoch events of the last ~0.1 s (engine.trainer's BatchEvent, EpochEvent)."""
+    events: list
+
+
+@dataclass
+class Weights:
+    """The network and optimizer as they are (after an epoch, and at the end)."""
+    params: np.ndarray
+    optimizer_state: dict
+    epochs_trained: int
+    history: list
+    partial_epoch: float
+
+
+@dataclass
+class Paused:
+    """The trainer has stopped between two batches, every event before sent."""
+
+
+@dataclass
+class Resumed:
+    pass
+
+
+@dataclass
+class Ended:
+    """The run's own end: completed, stopped, diverged or early_stopped."""
+    reason: str
+    message: str
+    test_accuracy: float
+
+
+@dataclass
+class Failed:
+    message: str
+
+
 @dataclass
 class Progress:
     """A consistent copy of a job's progress for drawing (taken under the lock)."""
@@ -261,8 +307,7 @@ class TrainingJob:
                 self._finish("failed", f"The training process ended unexpectedly (exit code {code}; out of "
                                        "memory?). The network keeps the weights of its last finished epoch.")
                 return
-            kind = message[0]
-            if kind == "started":  # on a cluster: the task has a worker
+            if isinstance(message, Started):  # on a cluster: the task has a worker
                 if self.status != "queued":  # its worker died and the scheduler started it again
                     worker.lost = (f"The Dask worker running this run was lost during epoch "
                                    f"{(self._last.run_epoch if self._last else 1)}; the network keeps the weights "
@@ -272,25 +317,25 @@ class TrainingJob:
                     self._finish("failed", worker.lost)
                     return
                 with self._lock:
-                    self.status, self.message = "running", f"Training… (on the Dask worker at {message[1]})"
-            elif kind == "events":
-                for event in message[1]:
+                    self.status, self.message = "running", f"Training… (on the Dask worker at {message.worker})"
+            elif isinstance(message, Events):
+                for event in message.events:
                     self._record(event)
-            elif kind == "weights":
+            elif isinstance(message, Weights):
                 epochs_before = self.network.epochs_trained
-                self._apply(*message[1:])
+                self._apply(message)
                 if self.network.epochs_trained != epochs_before:  # not the run's final copy of them
                     self._tell("epoch")
-            elif kind in ("paused", "resumed"):
+            elif isinstance(message, (Paused, Resumed)):
                 with self._lock:
-                    self.status, self.message = (("paused", "Paused: press Resume to continue.") if kind == "paused"
-                                                 else ("running", "Training…"))
-            elif kind == "end":
-                _, reason, text, self.test_accuracy = message
-                self._finish(reason, self._stop_message() if reason == "stopped" else text)
+                    self.status, self.message = (("paused", "Paused: press Resume to continue.")
+                                                 if isinstance(message, Paused) else ("running", "Training…"))
+            elif isinstance(message, Ended):
+                self.test_accuracy = message.test_accuracy
+                self._finish(message.reason, self._stop_message() if message.reason == "stopped" else message.message)
                 return
-            elif kind == "failed":
-                self._finish("failed", message[1])
+            elif isinstance(message, Failed):
+                self._finish("failed", message.message)
                 return
 
     def _stop_message(self, killed=False):
@@ -303,12 +348,12 @@ class TrainingJob:
                     f"({self.network.epochs_trained}).")
         return f"{self._stop_kind} {when}; the network keeps its weights as they were at that moment."
 
-    def _apply(self, params, optimizer_state, epochs_trained, history, partial_epoch):
-        """Weights, optimizer state and history sent by the child (after each epoch, at the end)."""
-        self.network.params[...] = params  # in place: views held by the pages stay valid
-        self.optimizer.load_state(optimizer_state, params.size, params.dtype)
-        self.network.epochs_trained, self.network.partial_epoch = epochs_trained, partial_epoch
-        self.network.history[:] = history
+    def _apply(self, weights):
+        """Weights, optimizer state and history sent by the trainer (after each epoch, at the end)."""
+        self.network.params[...] = weights.params  # in place: views held by the pages stay valid
+        self.optimizer.load_state(weights.optimizer_state, weights.params.size, weights.params.dtype)
+        self.network.epochs_trained, self.network.partial_epoch = weights.epochs_trained, weights.partial_epoch
+        self.network.history[:] = weights.history
 
     def _record(self, event):
         with self._lock:
@@ -409,7 +454,7 @@ class TrainingJob:
         job.test_accuracy = float(record.get("test_accuracy", float("nan")))
         job.start_epoch = int(record.get("start_epoch", 0))
         job._run_epochs_done = network.epochs_trained - job.start_epoch  # the weights' truth
-        job._epochs = [dict(r) for r in record.get("epochs_table") or []][:job._run_epochs_done]
+        job._epochs = [dict(r) for r in network.history[job.start_epoch:]]  # the weights' own epochs
         job._elapsed_before = float(record.get("elapsed", 0.0))
         steps, loss, acc = (record.get("curves") or [[], [], []])[:3]
         keep = [i for i, s in enumerate(steps) if s <= network.epochs_trained]  # not the lost epoch's batches
@@ -444,7 +489,7 @@ def _child_main(servers_end, *args):
 def _state_of(network, optimizer):
     """The weights message: copies, since training goes on while it is being sent."""
     params, state, epochs_trained, _, partial = snapshot(network, optimizer)
-    return ("weights", params, state, epochs_trained, [dict(h) for h in network.history], partial)
+    return Weights(params, state, epochs_trained, [dict(h) for h in network.history], partial)
 
 
 class _Outbox:
@@ -477,10 +522,9 @@ class _Outbox:
 
 def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_test, y_test, config,
                 parent_pid=None, send_weights=None, weights_every=0.0):
-    """Run the engine's trainer, sending ("events", [...]) bundles, ("weights", ...) after each
-    epoch and at the end (only from a child process, parent_pid given: in a thread the server's
-    network is trained in place), then ("end", reason, message, test_accuracy) or
-    ("failed", message). Honours pause/stop between batches; ends by itself if the parent
+    """Run the engine's trainer, sending Events bundles, Weights after each epoch and at the end
+    (from a child process or a cluster, send_weights: in a thread the server's network is
+    trained in place), then Ended or Failed. Honours pause/stop between batches; ends by itself if the parent
     process is gone."""
     send_weights = parent_pid is not None if send_weights is None else send_weights
     weights_sent = -math.inf
@@ -492,7 +536,7 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
         if parent_pid is not None and os.getppid() != parent_pid:
             outbox.broken = True  # the server has gone (killed): nobody to train for
         if pending:
-            outbox.post(("events", pending))
+            outbox.post(Events(pending))
             pending = []
         last_send = time.monotonic()
 
@@ -517,10 +561,10 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
             if pause.is_set() or stop.is_set() or outbox.broken:
                 flush()
                 if pause.is_set() and not stop.is_set():
-                    outbox.post(("paused",))  # after every event so far: the page's view is exact
+                    outbox.post(Paused())  # after every event so far: the page's view is exact
                     while pause.is_set() and not stop.is_set() and parent_alive():
                         time.sleep(POLL_SECONDS)
-                    outbox.post(("resumed",))
+                    outbox.post(Resumed())
                 if stop.is_set() or not parent_alive():
                     steps.close()  # the network keeps the weights of the last finished batch
                     reason = "stopped"
@@ -531,9 +575,9 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
         # A stopped run is not tested here: a Stop takes effect at once; the page measures later.
         test_accuracy = (float(evaluate(network, x_test, y_test)[1]) if len(y_test) and reason != "stopped"
                          else float("nan"))
-        outbox.post(("end", reason, message, test_accuracy))
+        outbox.post(Ended(reason, message, test_accuracy))
     except Exception as error:  # reported on the page; the network keeps its last weights
-        outbox.post(("failed", f"Training failed: {type(error).__name__}: {error}"))
+        outbox.post(Failed(f"Training failed: {type(error).__name__}: {error}"))
     finally:
         outbox.close()
 
