@@ -27,7 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.cli import _json_ready, synthetic_bench_data  # noqa: E402
+from engine.cli import synthetic_bench_data  # noqa: E402
+from engine.persistence import json_ready  # noqa: E402
 from engine.network import Network  # noqa: E402
 
 NOTEBOOK = ROOT.parent / "shared" / "seed" / "notebook.md"
@@ -169,7 +170,7 @@ def main(argv=None):
         "environment": environment_info(include_tensorflow=not args.no_keras),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(_json_ready(report), indent=2) + "\n")
+    args.out.write_text(json.dumps(json_ready(report), indent=2) + "\n")
     log(f"Wrote {args.out}")
     return 0
 

@@ -74,8 +74,9 @@ def smooth(points, edges, rounds=6):
 
 
 def draw(points, edges, size, pen, rng, to_edge=0.0):
-    """An opaque RGBA canvas (white ink on black) with the path drawn so the ink's longer side is
-    `size` px, at a random position; with probability to_edge per axis, against an edge."""
+    """(an opaque RGBA canvas, white ink on black, with the path drawn so the ink's longer side is
+    `size` px, at a random position, with probability to_edge per axis against an edge; the
+    pen's path as the canvas would report it: strokes of (x, y) canvas points)."""
     import numpy as np
     from PIL import Image, ImageDraw
     low = points.min(axis=0)
@@ -89,7 +90,9 @@ def draw(points, edges, size, pen, rng, to_edge=0.0):
             origin.append(gap if rng.random() < 0.5 else room - gap)
         else:
             origin.append(rng.uniform(0, room))
-    xy = (xy + origin)[:, ::-1] * SUPERSAMPLE                            # (x, y) for Pillow
+    canvas_xy = (xy + origin)[:, ::-1]                                   # (x, y), as the canvas reports
+    strokes = [canvas_xy[[i, j]] for i, j in edges] + [canvas_xy[[k]] for k in range(len(canvas_xy))]
+    xy = canvas_xy * SUPERSAMPLE                                         # for Pillow
     image = Image.new("L", (CANVAS * SUPERSAMPLE,) * 2, 0)
     pen_draw = ImageDraw.Draw(image)
     width = round(pen * SUPERSAMPLE)
@@ -102,7 +105,7 @@ def draw(points, edges, size, pen, rng, to_edge=0.0):
     rgba = np.empty((CANVAS, CANVAS, 4), np.uint8)
     rgba[..., :3] = ink[..., None]
     rgba[..., 3] = 255
-    return rgba
+    return rgba, strokes
 
 
 def train_network(data, epochs, seed):
@@ -116,13 +119,23 @@ def train_network(data, epochs, seed):
     return net
 
 
-def read_all(net, canvases, thin):
+METHODS = {  # how a canvas is read
+    "plain": "the plain MNIST recipe (before issue 13)",
+    "thinned": "strokes thinned from the pixels (prepare_digit)",
+    "redrawn": "drawn again from the pen's paths with a pen scaled to the digit (prepare_drawing, the page)",
+}
+
+
+def read_all(net, canvases, method, pen):
     """(predicted labels, or -1 where refused; warned flags; stroke widths; the 28x28 digits)."""
     import numpy as np
-    from engine.preprocess import prepare_digit
+    from engine.preprocess import prepare_digit, prepare_drawing
     digits, warned, strokes = [], [], []
-    for canvas in canvases:
-        result = prepare_digit(canvas, min_extent=MIN_DRAWN_EXTENT, thin=thin)
+    for canvas, paths in canvases:
+        if method == "redrawn":
+            result = prepare_drawing(canvas, paths, pen, min_extent=MIN_DRAWN_EXTENT)
+        else:
+            result = prepare_digit(canvas, min_extent=MIN_DRAWN_EXTENT, thin=method == "thinned")
         digits.append(result.digit)
         warned.append(bool(result.warning))
         strokes.append(result.stroke)
@@ -186,55 +199,52 @@ def main(argv=None):
         print(f"trained in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
         raw = net.predict_proba(digits.reshape(len(digits), 784).astype(np.float32) / 255).argmax(axis=1)
         start = time.perf_counter()
-        reads = {(name, thin): read_all(net, canvases, thin)
-                 for name, canvases in (("large", large), ("small", small)) for thin in (False, True)}
+        reads = {(name, method): read_all(net, canvases, method, args.pen)
+                 for name, canvases in (("large", large), ("small", small)) for method in METHODS}
         seconds = time.perf_counter() - start
-        print(f"prepared {4 * len(digits)} canvases in {seconds:.1f} s "
-              f"({1000 * seconds / (4 * len(digits)):.0f} ms each)", file=sys.stderr, flush=True)
+        print(f"prepared {6 * len(digits)} canvases in {seconds:.1f} s "
+              f"({1000 * seconds / (6 * len(digits)):.0f} ms each)", file=sys.stderr, flush=True)
     finally:
         if limiter is not None:
             limiter.restore_original_limits()
 
-    def right(name, thin):
-        return reads[name, thin][0] == labels
+    def right(name, method):
+        return reads[name, method][0] == labels
 
     lo, hi = small_range
-    lines = [f"| {len(digits)} test digits ({args.per_class} per class), pen {args.pen:g} px | before (plain MNIST recipe) "
-             "| after (strokes thinned) |", "|---|---|---|"]
+    names = list(METHODS)
+    print("\n".join(f"- **{m}**: {text}" for m, text in METHODS.items()) + "\n")
+    lines = [f"| {len(digits)} test digits ({args.per_class} per class), pen {args.pen:g} px | "
+             + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     raw_acc = pct(raw == labels)
-    lines.append(f"| raw 28x28 test digits | {raw_acc:.1f}% | {raw_acc:.1f}% |")
-    lines.append(f"| large drawings ({large_range[0]:g}-{large_range[1]:g} px) | {pct(right('large', False)):.1f}% "
-                 f"| {pct(right('large', True)):.1f}% |")
-    lines.append(f"| small drawings ({lo:g}-{hi:g} px) | {pct(right('small', False)):.1f}% "
-                 f"| {pct(right('small', True)):.1f}% |")
-    predicted, warned, strokes, thinned_digits = reads["small", True]
-    refused = predicted < 0
-    large_right = right("large", True)
-    small_right = right("small", True)
-    lines.append(f"| small drawings given the \"small\" warning | - | {pct(warned):.1f}% ({warned.sum()}, "
-                 f"{pct(small_right[warned]):.1f}% of them read right) |")
-    unwarned = ~warned & ~refused
-    lines.append(f"| small drawings without the warning ({unwarned.sum()}) | - | {pct(small_right[unwarned]):.1f}% "
-                 f"(the same digits drawn large: {pct(large_right[unwarned]):.1f}%) |")
-    lines.append(f"| large drawings given the warning | - | {pct(reads['large', True][1]):.1f}% |")
-    lines.append(f"| refused as too small (min_extent {MIN_DRAWN_EXTENT}, as the Predict page) | "
-                 f"small {(reads['small', False][0] < 0).sum()}, large {(reads['large', False][0] < 0).sum()} "
-                 f"| small {refused.sum()}, large {(reads['large', True][0] < 0).sum()} |")
+    lines.append(f"| raw 28x28 test digits | " + " | ".join(f"{raw_acc:.1f}%" for _ in names) + " |")
+    for name, (a, b) in (("large", large_range), ("small", small_range)):
+        lines.append(f"| {name} drawings ({a:g}-{b:g} px) | "
+                     + " | ".join(f"{pct(right(name, m)):.1f}%" for m in names) + " |")
+    gap = " | ".join(f"{pct(right('large', m)) - pct(right('small', m)):+.1f}" for m in names)
+    lines.append(f"| points lost drawing small | {gap} |")
+    lines.append("| refused as too small (min_extent 0.15, as the page) | "
+                 + " | ".join(f"small {(reads['small', m][0] < 0).sum()}, large {(reads['large', m][0] < 0).sum()}"
+                              for m in names) + " |")
+    lines.append("| given the \"draw it bigger\" warning | "
+                 + " | ".join(f"small {reads['small', m][1].sum()}, large {reads['large', m][1].sum()}"
+                              for m in names) + " |")
     mnist_stroke = np.median([stroke_width(d) for d in digits])
-    thinned_stroke = np.median([stroke_width(d) for d in thinned_digits if d is not None])
-    lines.append(f"| stroke width at 28x28, median (raw digits: {mnist_stroke:.1f} px) | large {np.median(reads['large', True][2]):.1f} px, "
-                 f"small {np.median(strokes[~refused]):.1f} px | large {np.median(reads['large', True][2]):.1f} px, "
-                 f"small {thinned_stroke:.1f} px |")
+    medians = []
+    for m in names:
+        widths = [stroke_width(d) for d in reads["small", m][3] if d is not None]
+        medians.append(f"{np.median(widths):.1f} px" if widths else "–")
+    lines.append(f"| small drawings' stroke at 28x28, median (MNIST's: {mnist_stroke:.1f} px) | "
+                 + " | ".join(medians) + " |")
     print("\n".join(lines))
 
     edges_px = np.linspace(lo, hi, 6)
-    print("\n| small drawing's size (px) | digits | stroke at 28x28 as drawn | before | after | warned (of those read) |")
-    print("|---|---|---|---|---|---|")
+    print("\n| small drawing's size (px) | digits | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 2) + "|")
     for a, b in zip(edges_px[:-1], edges_px[1:]):
         sel = (small_sizes >= a) & (small_sizes < b if b < hi else small_sizes <= b)
-        measured = sel & ~refused
-        print(f"| {a:.0f}-{b:.0f} | {sel.sum()} | {np.median(strokes[measured]) if measured.any() else float('nan'):.1f} px "
-              f"| {pct(right('small', False)[sel]):.1f}% | {pct(right('small', True)[sel]):.1f}% | {pct(warned[measured]):.0f}% |")
+        print(f"| {a:.0f}-{b:.0f} | {sel.sum()} | " + " | ".join(f"{pct(right('small', m)[sel]):.1f}%" for m in names)
+              + " |")
     return 0
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 
 from engine.metrics import predict_proba
-from engine.preprocess import ImageError, prepare_digit
+from engine.preprocess import ImageError, canvas_strokes, prepare_digit, prepare_drawing
 from ui.charts import probability_bars
 from ui.frame import page_setup, require_dataset, require_network
 from ui.state import per_network
@@ -42,8 +42,10 @@ def show_prepared(prepared, where):
             reason = "The image is blank (all dark or transparent)." if empty else prepared.reason
             st.info(f"{reason} Upload a photo or scan of one handwritten digit to get a prediction.")
         return None
-    steps = prepared.steps[-3:]
+    steps = [step for step in prepared.steps if step[0] not in ("grey", "as drawn")][-4:]  # what changed it
     st.image([square(img) for _, img in steps], caption=[title for title, _ in steps], width=84)
+    if prepared.warning:
+        st.warning(prepared.warning)
     probabilities = predict_proba(net, prepared.digit.reshape(1, -1))[0]
     digit = int(probabilities.argmax())
     st.markdown(f"### Prediction: {names[digit]}")
@@ -106,7 +108,9 @@ with tab_draw:
             st.info("Draw a digit on the black square (white ink) — the prediction appears here.")
         else:
             try:
-                drawn = show_prepared(prepare_digit(image, min_extent=MIN_DRAWN_EXTENT), "draw")
+                # The pen's paths too: a digit drawn small is drawn again with a pen scaled to it.
+                drawn = show_prepared(prepare_drawing(image, canvas_strokes(canvas.json_data), stroke,
+                                                      min_extent=MIN_DRAWN_EXTENT), "draw")
                 if drawn is not None:
                     lab.last_drawn = drawn
             except ImageError as bad:

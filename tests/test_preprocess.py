@@ -431,3 +431,54 @@ def test_real_mnist_digits_are_left_alone_but_the_boldest():
         result = prepare_digit(big)
         assert ("thinned" in titles(result)) == (result.stroke > THIN_ABOVE)
         assert result.warning == "" or width > 5
+
+
+# ---------------------------------------------------------------- drawings as strokes
+
+def fabric_path(points):
+    """A fabric.js canvas object (as streamlit-drawable-canvas returns it) through `points`."""
+    path = [["M", *points[0]]] + [["Q", *a, (a[0] + b[0]) / 2, (a[1] + b[1]) / 2] for a, b in zip(points, points[1:])]
+    return {"type": "Path", "path": path + [["L", *points[-1]]], "strokeWidth": 20}
+
+
+SEVEN = [(0.0, 0.0), (1.0, 0.0), (0.45, 1.0)]  # a "7", in units of its height
+
+
+def seven(size, left=20.0, top=20.0):
+    return [(left + x * size, top + y * size) for x, y in SEVEN]
+
+
+def test_canvas_strokes_reads_the_pen_paths_and_skips_the_rest():
+    from engine.preprocess import canvas_strokes
+    drawing = {"objects": [fabric_path(seven(100)), {"type": "rect"}, {"type": "Path", "path": "M 0 0"},
+                           {"type": "Path", "path": [["Q", 1, 2]], "note": "a curve with no start"}, 7]}
+    strokes = canvas_strokes(drawing)
+    assert len(strokes) == 1 and strokes[0].shape[1] == 2
+    np.testing.assert_allclose(strokes[0][0], (20, 20)) and np.testing.assert_allclose(strokes[0][-1], (65, 120))
+    assert strokes[0][:, 0].max() <= 120.0 + 1e-9  # curves stay inside their control points
+    for nothing in (None, {}, {"objects": None}, {"objects": [{}]}, {"objects": [{"path": [[None, "x"]]}]}):
+        assert canvas_strokes(nothing) == []
+
+
+def test_a_digit_drawn_small_comes_out_as_the_same_digit_drawn_large():
+    from engine.preprocess import canvas_strokes, draw_strokes, prepare_drawing, stroke_width
+    large_strokes = canvas_strokes({"objects": [fabric_path(seven(200))]})
+    small_strokes = canvas_strokes({"objects": [fabric_path(seven(45, left=200, top=200))]})  # in a corner
+    large = prepare_drawing(draw_strokes(large_strokes, 20), large_strokes, 20, min_extent=0.15)
+    small = prepare_drawing(draw_strokes(small_strokes, 20), small_strokes, 20, min_extent=0.15)
+    from_pixels = prepare_digit(draw_strokes(small_strokes, 20), min_extent=0.15)
+    assert [t for t, _ in small.steps][:2] == ["as drawn", "drawn again, pen 6 px"]  # 2.5/17 of its 45 px
+    assert 1.5 <= stroke_width(small.digit) <= 3.0 < stroke_width(from_pixels.digit)  # MNIST's range, not the pen's
+    assert np.abs(small.digit - large.digit).mean() < np.abs(from_pixels.digit - large.digit).mean()
+    assert not small.warning
+
+
+def test_a_large_drawing_and_a_dot_are_prepared_as_before():
+    from engine.preprocess import canvas_strokes, draw_strokes, prepare_drawing
+    strokes = canvas_strokes({"objects": [fabric_path(seven(200))]})
+    image = draw_strokes(strokes, 20)
+    np.testing.assert_array_equal(prepare_drawing(image, strokes, 20, 0.15).digit, prepare_digit(image, 0.15).digit)
+    dot = canvas_strokes({"objects": [fabric_path([(140.0, 140.0), (141.0, 141.0)])]})
+    refused = prepare_drawing(draw_strokes(dot, 20), dot, 20, min_extent=0.15)
+    assert refused.digit is None and refused.reason.startswith("Too small to read")
+    assert prepare_drawing(np.zeros((280, 280)), [], 20).reason  # an empty canvas says so, as before
