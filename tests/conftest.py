@@ -1,5 +1,7 @@
 """Shared test fixtures: paths, the real MNIST sample (skipped when absent), small data."""
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,11 +13,13 @@ SHARED = ROOT.parent / "shared"
 SAMPLE = ROOT / "data" / "mnist-sample.npz"  # ships with Digit Lab: real digits on every clone
 NOTEBOOK = SHARED / "seed" / "notebook.md"
 
-# Keras writes into ~/.keras on import unless told otherwise; keep tests hermetic.
-os.environ.setdefault("KERAS_HOME", tempfile.mkdtemp(prefix="digitlab-keras-"))
+# Keras writes into ~/.keras on import unless told otherwise, and labs are kept on disk
+# (ui/lab_store.py): the tests' go to folders of their own, removed at the end.
+_SCRATCH = tempfile.mkdtemp(prefix="digitlab-tests-")
+atexit.register(shutil.rmtree, _SCRATCH, True)
+os.environ.setdefault("KERAS_HOME", os.path.join(_SCRATCH, "keras"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Labs are kept on disk (ui/lab_store.py): the tests' labs go to a folder of their own.
-os.environ.setdefault("DIGITLAB_HOME", tempfile.mkdtemp(prefix="digitlab-home-"))
+os.environ.setdefault("DIGITLAB_HOME", os.path.join(_SCRATCH, "home"))
 
 
 def require_sample():

@@ -260,3 +260,33 @@ def test_a_fresh_offline_clone_trains_on_the_bundled_sample(chromium, servers, s
         evidence(server, page, shots, step, error)
     finally:
         context.close()
+
+
+def test_a_digit_drawn_small_in_a_corner_is_drawn_again_and_read(chromium, servers, shots):
+    from browser_support import canvas_locator, draw, go_to
+    server = servers(require_sample())
+    context, page = new_page(chromium)
+    step = "build"
+    try:
+        build(page, server, "128")
+        start_run(page, epochs=8, batch_size=50)
+        main_area(page).get_by_text("Completed 8 epochs").wait_for(timeout=120_000)
+        step = "draw"
+        go_to(page, "Predict")
+        settle(page)
+        page.get_by_role("tab", name=re.compile("Draw")).click()
+        canvas = canvas_locator(page)
+        canvas.wait_for()
+        # a "7" 60 px tall in the bottom-right corner, with the 20 px pen
+        draw(page, canvas, [(200, 205), (255, 205), (250, 215), (240, 235), (232, 250), (226, 265)])
+        main_area(page).get_by_text(re.compile(r"drawn again, pen \d+ px")).wait_for(timeout=30_000)
+        main_area(page).get_by_text("Prediction:").wait_for()
+        settle(page)
+        assert_no_exception(page, "Predict after a small drawing")
+        screenshot(page, shots, "predict_small_drawing")
+        text = main_area(page).inner_text()
+        assert "Prediction: 7" in text, text[-800:]
+    except Exception as error:  # noqa: BLE001
+        evidence(server, page, shots, step, error)
+    finally:
+        context.close()
