@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_concurrency import (  # noqa: E402  (after the path set-up)
-    BASE_WIDTH, MAX_RUNS, MB, LimitedServer, Session, first_page, idle_page_load, launch_chromium,
-    load_average, run_batch,
+from browser_support import launch_chromium  # noqa: E402  (after the path set-up)
+from support.concurrency import (  # noqa: E402
+    BASE_WIDTH, MAX_RUNS, MB, LimitedServer, Session, first_page, idle_page_load, load_average, run_batch,
 )
 
 

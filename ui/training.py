@@ -144,6 +144,7 @@ class TrainingJob:
         self._pause, self._stop = events.Event(), events.Event()
         self._stop_kind = "Stopped"  # or why the lab stopped it
         self._remote = None          # a run on a cluster: where Pause/Stop are passed on
+        self._logged_start = False
         self._last = None
         self._steps, self._loss, self._acc = [], [], []
         self._smooth_loss = self._smooth_acc = None
@@ -246,8 +247,22 @@ class TrainingJob:
                 return False
         return True
 
+    def _log(self, what):
+        """One line in the server's log when a run starts and ends training (operators and the
+        concurrency test read it): 'digitlab: run 3f2a9c started 1796280000.1234 (on this server)'."""
+        self._logged_start = self._logged_start or what == "started"
+        where = "on this server" if self.place is None else f"on {self.place.address}"
+        print(f"digitlab: run {id(self):x} {what} {time.time():.4f} ({where})", file=sys.stderr, flush=True)
+
     def _train(self):
         """Start the trainer (child process or thread) and relay what it sends until it ends."""
+        self._log("started")
+        try:
+            self._train_here()
+        finally:
+            self._log("ended")
+
+    def _train_here(self):
         with self._lock:
             self.status, self.message = "running", "Training…"
         in_process = _FORK is not None
@@ -283,6 +298,8 @@ class TrainingJob:
         finally:
             self._stop.set()
             remote.close()
+            if self._logged_start:  # it had started on a worker
+                self._log("ended")
 
     def _relay(self, receiver, worker):
         stop_seen = None
@@ -318,6 +335,7 @@ class TrainingJob:
                     return
                 with self._lock:
                     self.status, self.message = "running", f"Training… (on the Dask worker at {message.worker})"
+                self._log("started")
             elif isinstance(message, Events):
                 for event in message.events:
                     self._record(event)
