@@ -77,10 +77,22 @@ def output_delta(probabilities, targets, fault=None):
     return delta
 
 
+def delta_to_previous(delta, i, fp, weights, activation="relu", fault=None):
+    """The error at layer i's pre-activation, passed back to layer i-1's: through the weights,
+    the dropout mask (the same one, the same 1/keep_prob) and the activation's slope."""
+    _, slope = ACTIVATIONS[activation]
+    delta = delta @ weights[i].T              # to hidden layer i-1's (dropped) output
+    mask = fp.masks[i - 1]
+    if mask is not None:
+        delta *= (mask != 0) if fault == "dropout_scale" else mask
+    if fault != "activation_derivative":      # its slope, read off the activation's output
+        delta *= slope(fp.hidden[i - 1])
+    return delta
+
+
 def backward(fp, targets, weights, activation="relu", use_bias=True, fault=None):
     """Backprop through a kept forward pass: (weight gradients, bias gradients), one per layer
     (bias gradients None without biases). `fault` names a deliberate mistake (see FAULTS)."""
-    _, slope = ACTIVATIONS[activation]
     n_layers = len(weights)
     weight_grads, bias_grads = [None] * n_layers, [None] * n_layers
     delta = output_delta(fp.probabilities, targets, fault)
@@ -89,14 +101,17 @@ def backward(fp, targets, weights, activation="relu", use_bias=True, fault=None)
         if use_bias:
             bias_grads[i] = np.zeros(delta.shape[1], delta.dtype) if fault == "bias_gradient" else delta.sum(axis=0)
         if i == 0:
-            break  # nothing to pass back to the input pixels
-        delta = delta @ weights[i].T          # to hidden layer i-1's (dropped) output
-        mask = fp.masks[i - 1]
-        if mask is not None:                  # through dropout: the same mask, the same 1/keep_prob
-            delta *= (mask != 0) if fault == "dropout_scale" else mask
-        if fault != "activation_derivative":  # through the activation, its slope read off its output
-            delta *= slope(fp.hidden[i - 1])
+            break  # training needs nothing for the input pixels
+        delta = delta_to_previous(delta, i, fp, weights, activation, fault)
     return weight_grads, bias_grads
+
+
+def input_gradient(fp, delta, weights, activation="relu"):
+    """How a score changes with each input pixel: `delta` (the score's gradient at the logits,
+    one row per image) carried back by the same backprop, through every layer to the input."""
+    for i in range(len(weights) - 1, 0, -1):
+        delta = delta_to_previous(delta, i, fp, weights, activation)
+    return delta @ weights[0].T
 
 
 def loss_and_gradients(weights, biases, x, targets, activation="relu", keep_prob=1.0, rng=None, masks=None,
