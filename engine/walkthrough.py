@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import reference
+from .data import scale_images
 from .layers import ACTIVATIONS, cross_entropy, softmax
 
 
@@ -55,7 +56,7 @@ def walk_step(network, optimizer, x, label, masks=None):
     x = np.asarray(x, dtype=network.dtype).reshape(1, -1)
     y = np.array([int(label)])
     masks = list(masks) if masks is not None else [None] * (n - 1)
-    steps = [Step("forward-0-input", "The input: pixels scaled to [0, 1]", "forward", None, {"x": x})]
+    steps = [Step("forward-0-input", "The input: pixels scaled to [0, 1]", "forward", None, {"x": x}, scale_images)]
 
     # forward: what reference.forward does, one layer at a time
     a, inputs, hidden, zs = x, [x], [], []

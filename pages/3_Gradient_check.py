@@ -7,6 +7,7 @@ import streamlit as st
 from engine.errors import ConfigError
 from engine.gradcheck import gradient_check
 from engine.network import FAULTS, Network, parse_layers
+from engine.walkthrough import gradient_step_key
 from ui.charts import error_heatmap, error_histogram
 from ui.frame import mismatch, page_setup, require_dataset
 
@@ -103,6 +104,13 @@ if result is not None:
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"max rel. error": st.column_config.NumberColumn(format="%.2e"),
                                 "mean rel. error": st.column_config.NumberColumn(format="%.2e")})
+    failing = sorted({int(l.name[1:]) for l in result.layers if l.verdict in ("suspicious", "wrong")})
+    if failing:
+        st.markdown("**Where those gradients are computed**, step by step with the numbers:")
+        links = st.container(horizontal=True)
+        for layer in failing:  # the walkthrough's step where this layer's dW and db are made
+            links.page_link("pages/10_Inside_backprop.py", label=f"Layer {layer}'s gradients in Inside backprop",
+                            icon="🔬", query_params={"step": gradient_step_key(layer)})
     left, right = st.columns(2)
     with left:
         name = st.selectbox("Heatmap of", [l.name for l in result.layers], key="gc_heatmap_layer")

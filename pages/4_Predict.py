@@ -2,9 +2,10 @@
 import numpy as np
 import streamlit as st
 
+from engine.data import scale_images
 from engine.metrics import predict_proba
 from engine.preprocess import ImageError, canvas_strokes, prepare_digit, prepare_drawing
-from ui.charts import probability_bars
+from ui.charts import probability_bars, saliency_overlay
 from ui.frame import page_setup, require_dataset, require_network
 from ui.state import per_network
 
@@ -31,6 +32,39 @@ def square(image):
     return out
 
 
+def explain(digit, where):
+    """What the network looks at (a saliency map of a chosen class) and the smallest nudge that
+    makes it read another digit (fast gradient sign steps), from the engine's own backprop."""
+    from engine.explain import nudge, saliency
+    digit = np.asarray(digit, dtype=np.float64).reshape(28, 28)
+    predicted = int(net.predict_proba(digit.reshape(1, -1)).argmax())
+    with st.expander("What the network looks at, and the smallest change that fools it"):
+        left, right = st.columns(2)
+        with left:
+            chosen = st.selectbox("Saliency of the class", range(len(names)), index=predicted,
+                                  format_func=lambda c: names[c], key=f"saliency_class_{where}")
+            st.plotly_chart(saliency_overlay(digit, saliency(net, digit, chosen), f"where ink moves the score of "
+                            f"{names[chosen]}"), key=f"saliency_{where}", width="stretch")
+            st.caption("The gradient of the class's score (before softmax) with respect to each pixel, by the "
+                       "same backprop that trains, carried to the input: red, more ink there raises the score.")
+        with right:
+            if st.button("Nudge it: the smallest change that makes it read another digit", key=f"nudge_{where}"):
+                st.session_state[f"nudged_{where}"] = (digit.tobytes(), nudge(net, digit))
+            kept = st.session_state.get(f"nudged_{where}")
+            if kept is not None and kept[0] == digit.tobytes():  # about this digit, not an earlier one
+                result = kept[1]
+                if not result.found:
+                    st.info(f"No change of up to 30% of full ink per pixel makes the network read anything but "
+                            f"{names[result.original_class]}: it is sure of this one.")
+                else:
+                    st.image(np.clip(result.image, 0, 1), width=112, clamp=True,
+                             caption=f"read as {names[result.new_class]} ({result.probabilities[result.new_class]:.0%})")
+                    st.caption(f"Every pixel moved by at most ε = {result.epsilon:.2f} of full ink ({result.steps} "
+                               f"fast-gradient-sign steps): {names[result.original_class]} → {names[result.new_class]}.")
+                    st.plotly_chart(probability_bars(result.probabilities, names), key=f"nudge_bars_{where}",
+                                    width="stretch")
+
+
 def show_prepared(prepared, where):
     """The pipeline's steps, the prediction and its probabilities, or a hint when blank."""
     if prepared.digit is None:
@@ -51,6 +85,7 @@ def show_prepared(prepared, where):
     st.markdown(f"### Prediction: {names[digit]}")
     st.caption(f"confidence {probabilities[digit]:.1%}" + (" · inverted (dark ink on light)" if prepared.inverted else ""))
     st.plotly_chart(probability_bars(probabilities, names), key=f"bars_{where}", width="stretch")
+    explain(prepared.digit, where)
     return prepared.digit
 
 
@@ -89,6 +124,7 @@ with tab_random:
         with right:
             st.plotly_chart(probability_bars(probabilities[idx], names, int(dataset.y_test[idx])),
                             key="bars_random", width="stretch")
+        explain(scale_images(dataset.x_test[idx])[0], "random")
 
 with tab_draw:
     from streamlit_drawable_canvas import st_canvas  # only inside a running app (see STACK.md)

@@ -220,3 +220,38 @@ def pixel_histogram(counts, n_images):
     fig.update_layout(height=320, yaxis_type="log", xaxis_title=f"pixel value (first {n_images:,} images)",
                       margin=dict(l=10, r=10, t=10, b=10))
     return fig
+
+
+def array_heatmap(array, title):
+    """A small heatmap of one array of the walkthrough: a 784-long row as the 28x28 image it is,
+    another row as a strip, a matrix as it is (red negative, blue positive, white zero)."""
+    values = np.asarray(array, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[None]
+    if values.shape[0] == 1 and values.shape[1] == 784:
+        values = values.reshape(28, 28)
+    limit = float(np.abs(values).max()) or 1.0
+    fig = go.Figure(go.Heatmap(z=values, zmin=-limit, zmax=limit, colorscale="RdBu", showscale=False,
+                               hovertemplate="[%{y}, %{x}]: %{z:.4g}<extra></extra>"))
+    square = values.shape == (28, 28)
+    fig.update_layout(height=180 if square or values.shape[0] > 1 else 90, margin=dict(l=5, r=5, t=28, b=5),
+                      title=dict(text=title, font=dict(size=12)),
+                      yaxis=dict(autorange="reversed", visible=values.shape[0] > 1 and not square,
+                                 scaleanchor="x" if square else None),
+                      xaxis=dict(visible=not square))
+    return fig
+
+
+def saliency_overlay(image, gradient, title):
+    """The digit in grey with the saliency over it: red where more ink raises the class's score,
+    blue where more ink lowers it (the gradient's colour scale centred on zero)."""
+    image = np.asarray(image, dtype=np.float64).reshape(28, 28)
+    gradient = np.asarray(gradient, dtype=np.float64).reshape(28, 28)
+    limit = float(np.abs(gradient).max()) or 1.0
+    fig = go.Figure([go.Heatmap(z=image, colorscale="Greys", reversescale=True, showscale=False, hoverinfo="skip"),
+                     go.Heatmap(z=gradient, zmin=-limit, zmax=limit, colorscale="RdBu_r", opacity=0.65,
+                                colorbar=dict(thickness=10, len=0.8, title=dict(text="d score / d pixel", side="right")),
+                                hovertemplate="pixel (%{y}, %{x}): %{z:.3g}<extra></extra>")])
+    fig.update_layout(height=260, margin=dict(l=5, r=5, t=30, b=5), title=dict(text=title, font=dict(size=13)),
+                      yaxis=dict(autorange="reversed", visible=False, scaleanchor="x"), xaxis=dict(visible=False))
+    return fig

@@ -52,7 +52,8 @@ def epochs_text(network):
 
 
 PAGES = [("app.py", "Home", "🏠"), ("pages/1_Build.py", "Build", "🏗️"), ("pages/2_Train.py", "Train", "📈"),
-         ("pages/3_Gradient_check.py", "Gradient check", "🧮"), ("pages/4_Predict.py", "Predict", "✏️"),
+         ("pages/3_Gradient_check.py", "Gradient check", "🧮"), ("pages/10_Inside_backprop.py", "Inside backprop", "🔬"),
+         ("pages/4_Predict.py", "Predict", "✏️"),
          ("pages/5_Evaluate.py", "Evaluate", "🔍"), ("pages/6_Compare.py", "Compare with Keras", "⚖️"),
          ("pages/7_Data.py", "Data", "🗂️"), ("pages/8_Models.py", "Models", "💾"),
          ("pages/9_Environment.py", "Environment", "🖥️")]
