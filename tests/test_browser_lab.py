@@ -290,3 +290,29 @@ def test_a_digit_drawn_small_in_a_corner_is_drawn_again_and_read(chromium, serve
         evidence(server, page, shots, step, error)
     finally:
         context.close()
+
+
+def test_inside_backprop_renders_its_formulas_and_steps(chromium, servers, shots):
+    from browser_support import go_to, publish_screenshots
+    server = servers(require_sample())
+    context, page = new_page(chromium)
+    step = "build"
+    try:
+        build(page, server, "32, 16")
+        step = "walk"
+        go_to(page, "Inside_backprop")
+        settle(page)
+        main_area(page).locator(".katex").first.wait_for(timeout=30_000)  # the formulas rendered by KaTeX
+        for _ in range(2):  # to layer 1's activation
+            main_area(page).get_by_role("button", name="Next step ▶").click()
+            settle(page)
+        assert main_area(page).locator(".katex").count() >= 2
+        assert "Layer 1: h = relu(z)" in main_area(page).inner_text()
+        main_area(page).get_by_text("equals what training does").wait_for()
+        assert_no_exception(page, "Inside backprop")
+        screenshot(page, shots, "inside_backprop")
+        publish_screenshots(shots, ["inside_backprop"])
+    except Exception as error:  # noqa: BLE001
+        evidence(server, page, shots, step, error)
+    finally:
+        context.close()
