@@ -38,7 +38,7 @@ BAD_LAYERS = {
 }
 
 
-def test_build_bad_layer_widths_and_keep_prob(apps):
+def test_bad_layer_widths_or_keep_prob_on_build_are_refused_keeping_the_network(apps):
     at = apps.new()
     build_network(at, layers="16")
     before = snapshot(at)
@@ -121,13 +121,15 @@ def test_train_bad_settings_are_flagged_as_typed_and_start_is_off(apps):
 
 # ------------------------------------------------------------------------------- Gradient check
 
-def test_gradient_check_bad_small_network(apps):
+def test_a_bad_small_network_on_gradient_check_is_refused_and_a_fault_fails(apps):
     at = apps.new("3_Gradient_check.py")  # no network yet: only the small network is offered
     assert at.radio(key="gc_source").options == ["Small network made here"]
-    for text in ("abc", "0", "-1", "99999999", "8, x"):
+    for text, message in (("abc", "'abc' is not a whole number"), ("0", "at least 1, got 0"),
+                          ("-1", "at least 1, got -1"), ("99999999", "99999999 is above the limit"),
+                          ("8, x", "'x' is not a whole number")):
         at.text_input(key="gc_layers").set_value(text).run()
         assert_clean(at, f"Gradient check, layers {text!r}")
-        assert at.error, f"layers {text!r}: no message"
+        assert message in joined(at.error), f"layers {text!r}: {values(at.error)}"
         assert at.button(key="gc_run").disabled
     assert lab(at).network is None
 
@@ -168,7 +170,7 @@ BAD_IMAGES = [  # (file name, bytes, what the page shows instead of a prediction
 ]
 
 
-def test_predict_bad_uploads(apps):
+def test_a_bad_upload_on_predict_says_why_and_shows_no_guess(apps):
     at = apps.new()
     build_network(at, layers="16")
     before = snapshot(at)
@@ -183,13 +185,20 @@ def test_predict_bad_uploads(apps):
         assert_unchanged(at, before, f"upload {name}")
 
 
-def test_predict_good_upload(apps):
+def test_a_photo_of_dark_ink_on_paper_is_inverted_and_read_as_the_network_reads_it(apps):
     at = apps.new()
     build_network(at, layers="16")
     goto(at, "4_Predict.py")
     _upload_digit(at, "photo.jpg", _dark_digit_on_paper(), "image/jpeg")
     assert any("Prediction:" in v for v in values(at.markdown))
     assert any("inverted" in v for v in values(at.caption))
+    # the digit shown is the network's reading of the prepared photo, worked out here
+    from engine.preprocess import prepare_digit
+    prepared = prepare_digit(_dark_digit_on_paper())
+    p = lab(at).network.predict_proba(prepared.digit.reshape(1, -1))[0]
+    assert prepared.inverted
+    assert f"### Prediction: {int(p.argmax())}" in values(at.markdown), values(at.markdown)
+    assert any(f"confidence {p.max():.1%}" in v for v in values(at.caption)), values(at.caption)
 
 
 # ------------------------------------------------------------------------------- Home (dataset upload)
@@ -217,9 +226,20 @@ BAD_DATASETS = {
     "no-samples.npz": _npz(**{**_good_arrays(), "x_train": np.zeros((0, 28, 28), np.uint8),
                               "y_train": np.zeros(0, np.uint8)}),
 }
+# ...and what the refusal says about each
+BAD_DATASETS_SAY = {
+    "not-a-zip.npz": "is not an .npz file",
+    "empty.npz": "is empty (0 bytes)",
+    "truncated.npz": "damaged or truncated",
+    "missing-keys.npz": "lacks the key(s) y_train, x_test, y_test",
+    "pickled.npz": "pickled Python objects",
+    "wrong-shape.npz": "x_train has shape (50, 20, 20)",
+    "labels-out-of-range.npz": "labels from 12 to 12, outside 0-9",
+    "no-samples.npz": "x_train is empty (0 images)",
+}
 
 
-def test_home_bad_dataset_uploads(apps):
+def test_a_bad_dataset_upload_on_home_is_refused_keeping_the_data_in_use(apps):
     at = apps.new()
     source = lab(at).dataset_path
     for name, content in BAD_DATASETS.items():
@@ -227,6 +247,7 @@ def test_home_bad_dataset_uploads(apps):
         at.button(key="use_upload").click().run()
         assert_clean(at, f"Home upload {name}")
         assert "That file cannot be used" in joined(at.error), f"{name}: {values(at.error)}"
+        assert BAD_DATASETS_SAY[name] in joined(at.error), f"{name}: {values(at.error)}"
         assert lab(at).dataset_path == source, f"{name}: the dataset was switched"
         assert "600 training" in joined(at.success), f"{name}: the working dataset was lost"
 
@@ -238,7 +259,7 @@ def test_home_bad_dataset_uploads(apps):
     assert "50 training and 20 test" in joined(at.success)
 
 
-def test_home_bad_dataset_path(apps, env):
+def test_a_bad_dataset_path_on_home_says_so_with_the_remedy(apps, env):
     at = apps.new()
     (env / "text.npz").write_text("not an npz")
     for path in (env / "missing.npz", env / "text.npz", env):
@@ -246,6 +267,7 @@ def test_home_bad_dataset_path(apps, env):
         at.button(key="use_path").click().run()
         assert_clean(at, f"Home path {path}")
         assert "No dataset could be loaded" in joined(at.error), f"{path}: {values(at.error)}"
+        assert str(path) in joined(at.error), f"{path}: the message does not name it"
         assert "MNIST_PATH" in joined(at.markdown)
     at.text_input(key="dataset_path_input").set_value("")
     at.button(key="use_path").click().run()  # empty path: back to MNIST_PATH
@@ -254,7 +276,7 @@ def test_home_bad_dataset_path(apps, env):
 
 # ------------------------------------------------------------------------------- Models
 
-def test_models_bad_names_and_files(apps, env):
+def test_bad_model_names_files_and_uploads_are_refused_keeping_the_network(apps, env):
     from engine.network import Network
     from engine.persistence import network_bytes, save_network
 
@@ -276,27 +298,29 @@ def test_models_bad_names_and_files(apps, env):
     save_network(models / "other-inputs.npz", Network([100, 10], seed=0))
     at.run()
     assert_clean(at, "Models with a broken file listed")
-    for name, message in (("broken.npz", "Cannot load `broken.npz`"), ("other-inputs.npz", None)):
+    for name, message in (("broken.npz", "Cannot load `broken.npz`: Not a Digit Lab model"),
+                          ("other-inputs.npz", "Cannot load `other-inputs.npz`: The network takes 100 inputs")):
         at.selectbox(key="model_choice").set_value(name).run()
         at.button(key="load_model").click().run()
         assert_clean(at, f"Models, load {name}")
-        if message:
-            assert message in joined(at.error), values(at.error)
-            assert_unchanged(at, before, f"load {name}")
+        assert message in joined(at.error), values(at.error)
+        assert_unchanged(at, before, f"load {name}")
 
     # reload the good one to continue
     at.selectbox(key="model_choice").set_value("good-one.npz").run()
     at.button(key="load_model").click().run()
     before = snapshot(at)
 
-    uploads = {"junk.npz": b"not a model", "empty.npz": b"",
-               "other-inputs.npz": network_bytes(Network([100, 10], seed=0)),
-               "dataset.npz": _npz(**_good_arrays())}
-    for name, content in uploads.items():
+    uploads = {"junk.npz": (b"not a model", "is an .npz (zip) archive, and this file is not one"),
+               "empty.npz": (b"", "is an .npz (zip) archive, and this file is not one"),
+               "other-inputs.npz": (network_bytes(Network([100, 10], seed=0)), "takes 100 inputs"),
+               "dataset.npz": (_npz(**_good_arrays()), "'format' marker is missing")}
+    for name, (content, says) in uploads.items():
         at.file_uploader(key="model_upload").set_value((name, content, "application/octet-stream")).run()
         at.button(key="use_uploaded_model").click().run()
         assert_clean(at, f"Models upload {name}")
         assert "That file cannot be used" in joined(at.error), f"{name}: {values(at.error)}"
+        assert says in joined(at.error), f"{name}: {values(at.error)}"
         assert "unchanged" in joined(at.error)
         assert_unchanged(at, before, f"upload {name}")
 
@@ -307,7 +331,7 @@ def test_models_bad_names_and_files(apps, env):
     ({"cmp_lr": 0.0}, "Learning rate must be a finite number greater than zero"),
     ({"cmp_batch": 4096}, "larger than the 600 training samples"),
 ])
-def test_compare_bad_settings(apps, settings, message):
+def test_bad_compare_settings_are_refused_before_tensorflow_loads(apps, settings, message):
     """Refused before TensorFlow is loaded (so these cost no import time)."""
     at = apps.new()
     build_network(at, layers="16")

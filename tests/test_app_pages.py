@@ -18,8 +18,24 @@ NETWORK_HINT = "No network yet"
 WORKS_WITHOUT_DATA = {"8_Models.py", "9_Environment.py"}  # save/load and machine facts need no dataset
 
 
-def test_pages_exist():
+def test_the_core_pages_come_in_workflow_order_and_are_titled_as_their_links():
+    """Build, Train, Gradient check and Predict exist and the sidebar lists them in that order,
+    Home first; every page sets up its own title and icon as the sidebar's link shows them (read
+    from the page's page_setup call), so a link never opens a page that calls itself otherwise."""
+    import ast
+
+    from app_support import ROOT
+    from ui.frame import PAGES as SIDEBAR
     assert {"1_Build.py", "2_Train.py", "3_Gradient_check.py", "4_Predict.py"} <= set(PAGES)
+    labels = [label for _, label, _ in SIDEBAR]
+    assert labels[:4] == ["Home", "Build", "Train", "Gradient check"]
+    assert labels.index("Predict") > labels.index("Gradient check")
+    for path, label, icon in SIDEBAR:
+        calls = [node for node in ast.walk(ast.parse((ROOT / path).read_text(encoding="utf-8")))
+                 if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "page_setup"]
+        assert len(calls) == 1, f"{path}: {len(calls)} page_setup calls"
+        title, page_icon = (ast.literal_eval(arg) for arg in calls[0].args[:2])
+        assert (title, page_icon) == (label, icon), path
 
 
 # ------------------------------------------------------------------------------- rendering
@@ -51,7 +67,7 @@ def test_every_page_renders_with_a_network(apps):
         assert "784-16-10" in joined(at.sidebar.caption), f"{page}: sidebar does not show the network"
 
 
-def test_every_page_without_any_dataset(apps, monkeypatch, env):
+def test_every_page_without_any_dataset_says_what_is_missing(apps, monkeypatch, env):
     monkeypatch.setenv("MNIST_PATH", str(env / "missing.npz"))
     at = apps.new()
     assert_clean(at, "Home")
@@ -88,7 +104,7 @@ def test_dataset_lost_after_building_keeps_the_network(apps, env):
 
 # ------------------------------------------------------------------------------- the flow
 
-def test_build_train_check_predict(apps):
+def test_a_network_is_built_trained_checked_and_asked_to_predict(apps):
     at = apps.new()
     net = build_network(at)
     assert "Untrained test accuracy" in joined(at.success)
@@ -162,7 +178,7 @@ def test_pause_resume_stop_keeps_the_network(apps):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow is the point
-def test_divergence_keeps_finite_weights(apps):
+def test_a_diverging_run_keeps_finite_weights_and_says_so(apps):
     at = apps.new()
     net = build_network(at, layers="32")
     # the engine survives lr 1e6 (ReLU units die, the loss stays finite); 1e12 overflows
@@ -196,7 +212,7 @@ def test_two_sessions_train_their_own_networks(apps):
     assert "784-24" not in joined(one.sidebar.caption)
 
 
-def test_every_page_while_training(apps):
+def test_every_page_renders_while_a_run_goes_on(apps):
     """Visiting pages mid-run neither breaks them nor the run; Build refuses to replace the network."""
     at = apps.new()
     net = build_network(at, layers="16")

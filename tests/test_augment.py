@@ -37,7 +37,7 @@ def test_identity_is_exact(digits):
 
 
 @pytest.mark.parametrize("shift", [(3, -2), (1.5, 0.5), (-2.25, 1.0), (0, 4)])
-def test_shift_moves_centre_of_mass(shift):
+def test_a_shift_moves_the_centre_of_mass_by_that_many_pixels(shift):
     image = blob()
     moved = affine_batch(image, 0, 1, [shift])
     delta = centre_of_mass(moved)[0] - centre_of_mass(image)[0]
@@ -45,7 +45,7 @@ def test_shift_moves_centre_of_mass(shift):
     assert np.allclose(delta, shift, atol=0.02)  # bilinear shifts are exact for interior ink
 
 
-def test_per_image_shifts_in_one_batch(digits):
+def test_each_image_of_a_batch_moves_by_its_own_shift(digits):
     # Digits with a 4 px margin: shifts of up to 3 px keep all ink inside.
     batch = affine_batch(digits, 0, 0.7, (0, 0))
     shifts = np.random.default_rng(1).uniform(-3, 3, (len(batch), 2))
@@ -78,7 +78,7 @@ def test_batch_is_resampled_per_image(digits):
 
 
 @pytest.mark.parametrize("config", [AugmentConfig(), AugmentConfig(shift=3, rotation=20, scale=0.2, elastic=2)])
-def test_augment_outputs(digits, config):
+def test_augmented_digits_keep_shape_dtype_range_and_about_their_ink(digits, config):
     out = augment_batch(digits, config, np.random.default_rng(0))
     assert out.shape == digits.shape and out.dtype == digits.dtype
     assert out.min() >= 0 and out.max() <= 1
@@ -94,7 +94,7 @@ def test_input_is_not_modified(digits):
     assert np.array_equal(digits, before)
 
 
-def test_fixed_seed_repeats(digits):
+def test_the_same_seed_repeats_the_distortions_and_another_seed_does_not(digits):
     config = AugmentConfig(elastic=1.5)
     a = augment_batch(digits, config, np.random.default_rng(7))
     b = augment_batch(digits, config, np.random.default_rng(7))
@@ -118,27 +118,39 @@ def test_unscaled_pixels_keep_their_range(digits):
     assert out.max() > 200 and out.max() <= raw.max()
 
 
-def test_empty_batch():
+def test_an_empty_batch_comes_back_empty_with_its_dtype():
     empty = np.zeros((0, 784), np.float32)
     assert augment_batch(empty, AugmentConfig(), 0).shape == (0, 784)
+    for dtype in (np.float32, np.float64):
+        for config in (AugmentConfig(), AugmentConfig(elastic=2)):
+            out = augment_batch(np.zeros((0, 784), dtype), config, np.random.default_rng(0))
+            assert out.shape == (0, 784) and out.dtype == dtype
+        out = affine_batch(np.zeros((0, 784), dtype), 10, 1.1, (1, 1))
+        assert out.shape == (0, 784) and out.dtype == dtype
 
 
-@pytest.mark.parametrize("kwargs", [dict(shift=-1), dict(rotation=float("nan")), dict(scale=1.0), dict(elastic=100)])
-def test_bad_config(kwargs):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("kwargs, says", [
+    (dict(shift=-1), "shift must be a number >= 0, got -1"),
+    (dict(rotation=float("nan")), "rotation must be a number >= 0, got nan"),
+    (dict(scale=1.0), r"scale must be below 1 \(a fraction\), got 1.0"),
+    (dict(elastic=100), "too strong: shift/elastic at most 28 px"),
+])
+def test_an_impossible_augmentation_is_refused_naming_the_setting(kwargs, says):
+    with pytest.raises(ConfigError, match=says):
         AugmentConfig(**kwargs)
 
 
-def test_bad_batches():
-    with pytest.raises(ValueError):
+def test_a_batch_of_the_wrong_shape_or_dtype_or_a_zero_scale_is_refused():
+    with pytest.raises(ValueError, match=r"flattened images \(n, 784\), got shape \(3, 28, 28\)"):
         augment_batch(np.zeros((3, 28, 28), np.float32), AugmentConfig(), 0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="float images in \\[0, 1\\], got dtype uint8"):
         augment_batch(np.zeros((3, 784), np.uint8), AugmentConfig(), 0)
-    with pytest.raises(ValueError):
-        affine_batch(np.zeros((1, 784), np.float32), 0, 0, (0, 0))
+    for scale in (0, -1, float("inf")):
+        with pytest.raises(ValueError, match="scales must be positive and finite"):
+            affine_batch(np.zeros((1, 784), np.float32), 0, scale, (0, 0))
 
 
-def test_speed_for_a_batch_of_100(digits):
+def test_a_batch_of_100_is_augmented_in_under_50_ms(digits):
     """A generous bound (measured: about 1 ms): catches an accidental per-pixel loop."""
     batch = np.tile(digits, (3, 1))[:100]
     config, rng = AugmentConfig(elastic=1), np.random.default_rng(0)

@@ -70,9 +70,9 @@ def model(files):
     return path
 
 
-def test_train_json(files):
+def test_train_with_json_prints_one_line_per_epoch_then_a_summary(files, tmp_path):
     done = run("train", "--data", files / "tiny.npz", "--layers", "16,8", "--epochs", "3", "--batch-size", "50",
-               "--lr", "0.003", "--json", check=0)
+               "--lr", "0.003", "--save", tmp_path / "m.npz", "--json", check=0)
     lines = json_lines(done.stdout)
     assert [l["event"] for l in lines] == ["epoch"] * 3 + ["end"]
     assert [l["epoch"] for l in lines[:3]] == [1, 2, 3]
@@ -84,6 +84,13 @@ def test_train_json(files):
     assert 0 <= end["test_accuracy"] <= 1 and end["reason"] == "completed"
     assert end["train_loss"][-1] < end["train_loss"][0]
     assert lines[0]["val_loss"] is None  # no validation split: null, not NaN
+    assert all(s > 0 for s in end["epoch_seconds"])
+    assert [l["loss"] for l in lines[:3]] == pytest.approx(end["train_loss"])
+    # the reported test accuracy is the saved network's, measured again here
+    from engine import evaluate, load_network
+    network = load_network(tmp_path / "m.npz")[0]
+    with np.load(files / "tiny.npz") as d:
+        assert evaluate(network, d["x_test"], d["y_test"])[1] == pytest.approx(end["test_accuracy"], abs=1e-6)
 
 
 def test_train_text_has_progress_bar_and_keras_like_lines(files):
@@ -98,7 +105,7 @@ def test_train_text_has_progress_bar_and_keras_like_lines(files):
     assert "Test accuracy:" in done.stdout
 
 
-def test_train_preset_and_issue6_options(files, tmp_path):
+def test_train_applies_a_preset_and_the_options_given_on_top_of_it(files, tmp_path):
     done = run("train", "--preset", "notebook", "--data", files / "tiny.npz", "--epochs", "1",
                "--batch-size", "50", "--json", check=0)
     end = json_lines(done.stdout)[-1]
@@ -114,12 +121,16 @@ def test_train_preset_and_issue6_options(files, tmp_path):
     assert all(l["val_loss"] is not None for l in lines[:3])
 
 
-def test_gradcheck_passes(files):
+def test_gradcheck_of_a_correct_network_passes_in_every_layer(files):
     done = run("gradcheck", "--layers", "8,6", "--samples", "4", "--dtype", "float64", "--json", check=0)
     result = json_lines(done.stdout)[-1]
     assert result["passed"] is True and result["max_relative_error"] < 1e-6
     assert [l["name"] for l in result["layers"]] == ["W1", "b1", "W2", "b2", "W3", "b3"]
-    assert all("max_relative_error" in l and "mean_relative_error" in l for l in result["layers"])
+    assert [l["shape"] for l in result["layers"]] == [[784, 8], [8], [8, 6], [6], [6, 10], [10]]
+    for layer in result["layers"]:
+        assert layer["checked"] > 0 and layer["max_relative_error"] < 1e-6, layer
+        assert 0 <= layer["mean_relative_error"] <= layer["max_relative_error"]
+    assert result["max_relative_error"] == max(l["max_relative_error"] for l in result["layers"])
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
@@ -132,13 +143,21 @@ def test_gradcheck_fails_with_a_deliberate_fault(fault):
     assert "Traceback" not in done.stderr
 
 
-def test_predict(files, model):
+def test_predict_gives_the_models_digit_for_a_stroke_and_blank_for_a_blank(files, model):
     done = run("predict", "--model", model, "--json", files / "stroke.png", files / "blank.png", check=0)
     stroke, blank = json_lines(done.stdout)
     assert stroke["path"].endswith("stroke.png") and stroke["digit"] in range(10)
     assert len(stroke["probabilities"]) == 10 and sum(stroke["probabilities"]) == pytest.approx(1, abs=1e-4)
     assert stroke["digit"] == int(np.argmax(stroke["probabilities"]))
-    assert blank["digit"] is None and blank["probabilities"] is None
+    assert blank["digit"] is None and blank["probabilities"] is None and blank["reason"]
+    # the same model and image, in this process: the same digit and probabilities
+    from engine.persistence import load_network
+    from engine.preprocess import prepare_digit
+    network = load_network(model)[0]
+    expected = network.predict_proba(prepare_digit((files / "stroke.png").read_bytes()).digit.reshape(1, -1))[0]
+    assert stroke["digit"] == int(expected.argmax())
+    assert stroke["probabilities"] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert prepare_digit((files / "blank.png").read_bytes()).reason == blank["reason"]
     text = run("predict", "--model", model, files / "stroke.png", files / "blank.png", check=0).stdout
     assert f"stroke.png: {stroke['digit']}" in text and "blank.png: blank" in text
 
@@ -148,17 +167,18 @@ def test_predict_bad_image_exits_nonzero_but_reports_the_others(files, model):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     broken, stroke = json_lines(done.stdout)
-    assert broken["digit"] is None and "error" in broken and stroke["digit"] in range(10)
+    assert broken["digit"] is None and "PNG or JPEG" in broken["error"] and stroke["digit"] in range(10)
+    assert "broken.png" in done.stderr and broken["error"] in done.stderr
 
 
-def test_bench_engine_only():
+def test_bench_without_keras_times_the_engine_alone():
     done = run("bench", "--layers", "16", "--samples", "400", "--epochs", "2", "--vs", "none", "--json", check=0)
     result = json_lines(done.stdout)[-1]
     assert len(result["engine_seconds"]) == 2 and result["engine_median_seconds"] > 0
     assert result["ratio"] is None and result["samples"] == 400 and result["architecture"] == "784-16-10"
 
 
-def test_bench_against_keras():
+def test_bench_against_keras_reports_the_speed_ratio_and_equal_starts():
     pytest.importorskip("tensorflow")
     done = run("bench", "--layers", "16", "--samples", "300", "--epochs", "2", "--json", check=0)
     result = json_lines(done.stdout)[-1]
@@ -167,11 +187,15 @@ def test_bench_against_keras():
     assert result["max_abs_diff_init"] < 1e-5
 
 
-def test_info_json():
+def test_info_with_json_prints_every_environment_fact():
     from engine.info import KEYS
     info = json_lines(run("info", "--json", check=0).stdout)[-1]
     assert set(info) == set(KEYS)
     assert info["numpy"] == np.__version__ and info["tensorflow"] is None
+    import platform
+    from engine.data import keras_cache_dir
+    assert info["python"] == platform.python_version() and info["cpu_count"] == os.cpu_count()
+    assert info["dataset"]["keras_cache_dir"] == str(keras_cache_dir())      # the same KERAS_HOME
     assert "Digit Lab environment" in run("info", check=0).stdout
 
 
@@ -213,6 +237,45 @@ BAD = {
     "unknown command": ["fly"],
     "no command": [],
 }
+# What each one-line error must say: the problem, in the user's terms.
+BAD_SAYS = {
+    "layers 0": "Layer width must be at least 1, got 0",
+    "layers -3": "Layer width must be at least 1, got -3",
+    "layers abc": "'abc' is not a whole number",
+    "layers huge": "99999999 is above the limit",
+    "layers too many": "At most 32 hidden layers",
+    "network beyond memory": "budget",
+    "lr 0": "Learning rate must be a finite number greater than zero, got 0.0",
+    "lr -1": "Learning rate must be a finite number greater than zero, got -1.0",
+    "lr nan": "Learning rate must be a finite number greater than zero, got nan",
+    "lr inf": "Learning rate must be a finite number greater than zero, got inf",
+    "lr text": "--lr: invalid float value: 'fast'",
+    "batch 0": "Batch size must be a whole number of at least 1, got 0",
+    "batch > data": "larger than the 300 training samples",
+    "keep 0": "keep-probability must be in (0, 1], got 0.0",
+    "keep 1.5": "keep-probability must be in (0, 1], got 1.5",
+    "epochs 0": "Epochs must be a whole number of at least 1, got 0",
+    "val split 1": "Validation split must be in [0, 1), got 1.0",
+    "early stop without val": "set a validation split above 0",
+    "seed -1": "Seed must be 0 or more, got -1",
+    "unknown preset": "invalid choice: 'fastest'",
+    "missing data": "missing.npz does not exist",
+    "truncated data": "truncated.npz is damaged or truncated",
+    "not a zip": "notzip.npz is not an .npz file",
+    "pickled arrays": "pickled Python objects",
+    "a pickle file": "pickle.pkl is not an .npz file",
+    "save into a file path": "tiny.npz",
+    "gradcheck samples 0": "--samples must be between 1 and 512, got 0",
+    "gradcheck keep 0": "--keep-prob must be in (0, 1], got 0.0",
+    "gradcheck unknown fault": "invalid choice: 'everything'",
+    "predict missing model": "No model file at",
+    "predict data file as model": "Not a Digit Lab model",
+    "predict no images": "the following arguments are required: IMAGE",
+    "bench batch 0": "Batch size must be a whole number of at least 1, got 0",
+    "bench samples 0": "--samples must be between 1 and 1,000,000, got 0",
+    "unknown command": "invalid choice: 'fly'",
+    "no command": "the following arguments are required",
+}
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +301,7 @@ def bad_results(files):
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_is_one_line_and_nonzero(bad_results, case):
+def test_bad_input_fails_with_one_line_naming_the_problem(bad_results, case):
     done = bad_results[case]
     assert not done.stderr.startswith("HANG")
     assert_one_line_error(done)
@@ -246,3 +309,4 @@ def test_bad_input_is_one_line_and_nonzero(bad_results, case):
                         "unknown preset")):
         assert done.returncode == 2  # usage errors, from argparse
     assert len(done.stderr) < 500
+    assert BAD_SAYS[case] in done.stderr, done.stderr

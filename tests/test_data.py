@@ -76,7 +76,7 @@ def install_fake_keras(monkeypatch, error=None, result=None):
 
 # ---------------------------------------------------------------- good files
 
-def test_npz_round_trip(tmp_path, small):
+def test_an_npz_saved_and_loaded_gives_back_the_same_arrays(tmp_path, small):
     path = save_npz(tmp_path / "mnist.npz", arrays_of(small))
     ds = load_mnist(path)
     for key in data.KEYS:
@@ -108,7 +108,7 @@ def test_flat_images_and_wide_int_labels_are_accepted(tmp_path, small):
 
 
 @pytest.mark.parametrize("gz", [True, False])
-def test_idx_folder(tmp_path, small, gz):
+def test_a_folder_of_idx_files_gzipped_or_not_loads_the_same_arrays(tmp_path, small, gz):
     write_idx(tmp_path, small, gzip=gz)
     ds = load_mnist(tmp_path)
     assert np.array_equal(ds.x_test, small.x_test)
@@ -116,14 +116,14 @@ def test_idx_folder(tmp_path, small, gz):
     assert "IDX" in ds.source
 
 
-def test_idx_dotted_names(tmp_path, small):
+def test_idx_files_spelled_with_dots_are_found_and_loaded(tmp_path, small):
     for path in write_idx(tmp_path, small, gzip=True):
         path.rename(path.with_name(path.name.replace("-idx", ".idx")))
     assert sorted(p.name for p in tmp_path.iterdir())[0] == "t10k-images.idx3-ubyte.gz"
     assert np.array_equal(load_mnist(tmp_path).x_train, small.x_train)
 
 
-def test_fashion_names_and_dispatch(tmp_path, small):
+def test_load_dataset_picks_the_loader_and_class_names_by_name(tmp_path, small):
     path = save_npz(tmp_path / "f.npz", arrays_of(small))
     ds = load_dataset(path, name="fashion-mnist")
     assert ds.name == "Fashion-MNIST"
@@ -135,14 +135,14 @@ def test_fashion_names_and_dispatch(tmp_path, small):
         load_dataset(path, name="cifar")
 
 
-def test_npz_bytes(small):
+def test_an_npz_given_as_bytes_loads_read_only_under_the_name_asked_for(small):
     ds = load_npz_bytes(npz_bytes(arrays_of(small), compressed=True), name="Fashion-MNIST")
     assert ds.name == "Fashion-MNIST"
     assert np.array_equal(ds.x_train, small.x_train)
     assert not ds.x_train.flags.writeable
 
 
-def test_npz_bytes_size_limit(small):
+def test_an_upload_over_the_size_limit_or_not_bytes_is_refused(small):
     blob = npz_bytes(arrays_of(small))
     with pytest.raises(DatasetError, match="limit"):
         load_npz_bytes(blob, max_bytes=len(blob) - 1)
@@ -173,7 +173,7 @@ def broken_npz_cases(small):
 
 
 @pytest.mark.parametrize("index", range(12))
-def test_broken_npz(tmp_path, small, index):
+def test_a_broken_npz_is_refused_with_words_naming_the_problem(tmp_path, small, index):
     name, arrays, words = broken_npz_cases(small)[index]
     path = save_npz(tmp_path / "bad.npz", arrays)
     for load in (lambda: load_mnist(path), lambda: load_npz_bytes(path.read_bytes())):
@@ -183,38 +183,38 @@ def test_broken_npz(tmp_path, small, index):
             assert word in str(info.value), (name, str(info.value))
 
 
-def test_missing_path(tmp_path):
+def test_a_path_that_does_not_exist_is_refused_saying_so(tmp_path):
     with pytest.raises(DatasetError, match="does not exist.*npz"):
         load_mnist(tmp_path / "nope.npz")
 
 
-def test_empty_file(tmp_path):
+def test_an_empty_file_is_refused_as_empty(tmp_path):
     (tmp_path / "e.npz").write_bytes(b"")
     with pytest.raises(DatasetError, match="empty"):
         load_mnist(tmp_path / "e.npz")
 
 
-def test_not_a_zip(tmp_path):
+def test_a_text_file_is_refused_as_not_an_npz_with_how_to_save_one(tmp_path):
     (tmp_path / "t.npz").write_text("x_train,y_train\n1,2\n")
     with pytest.raises(DatasetError, match="not an .npz.*np.savez"):
         load_mnist(tmp_path / "t.npz")
 
 
-def test_single_npy(tmp_path, small):
+def test_a_single_npy_array_is_refused_as_such(tmp_path, small):
     np.save(tmp_path / "x.npy", small.x_train)
     with pytest.raises(DatasetError, match="single .npy"):
         load_mnist(tmp_path / "x.npy")
 
 
 @pytest.mark.parametrize("compressed", [True, False])
-def test_truncated_npz(tmp_path, small, compressed):
+def test_a_truncated_npz_is_refused_as_damaged_or_truncated(tmp_path, small, compressed):
     blob = npz_bytes(arrays_of(small), compressed)
     (tmp_path / "cut.npz").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(DatasetError, match="damaged or truncated"):
         load_mnist(tmp_path / "cut.npz")
 
 
-def test_idx_bad_magic(tmp_path, small):
+def test_an_idx_file_with_the_wrong_magic_number_is_refused_with_the_reason(tmp_path, small):
     write_idx(tmp_path, small, gzip=False)
     path = tmp_path / "train-labels-idx1-ubyte"
     raw = bytearray(path.read_bytes())
@@ -224,7 +224,7 @@ def test_idx_bad_magic(tmp_path, small):
         load_mnist(tmp_path)
 
 
-def test_idx_images_given_as_labels(tmp_path, small):
+def test_an_image_file_in_place_of_the_labels_is_refused_as_not_a_label_file(tmp_path, small):
     write_idx(tmp_path, small, gzip=False)
     (tmp_path / "train-images-idx3-ubyte").replace(tmp_path / "train-labels-idx1-ubyte")
     write_idx(tmp_path / "x", small, gzip=False)
@@ -234,7 +234,7 @@ def test_idx_images_given_as_labels(tmp_path, small):
 
 
 @pytest.mark.parametrize("keep", [3, 100])
-def test_idx_truncated(tmp_path, small, keep):
+def test_a_truncated_idx_file_is_refused_as_truncated(tmp_path, small, keep):
     write_idx(tmp_path, small, gzip=False)
     path = tmp_path / "t10k-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:keep])
@@ -242,7 +242,7 @@ def test_idx_truncated(tmp_path, small, keep):
         load_mnist(tmp_path)
 
 
-def test_idx_truncated_gzip(tmp_path, small):
+def test_a_truncated_gzipped_idx_file_is_refused_as_damaged(tmp_path, small):
     write_idx(tmp_path, small, gzip=True)
     path = tmp_path / "train-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes()[:200])
@@ -250,21 +250,21 @@ def test_idx_truncated_gzip(tmp_path, small):
         load_mnist(tmp_path)
 
 
-def test_idx_not_gzip(tmp_path, small):
+def test_a_gz_idx_file_that_is_not_gzip_is_refused_as_damaged(tmp_path, small):
     write_idx(tmp_path, small, gzip=True)
     (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"hello, not gzip")
     with pytest.raises(DatasetError, match="damaged"):
         load_mnist(tmp_path)
 
 
-def test_idx_folder_incomplete(tmp_path, small):
+def test_a_folder_lacking_one_idx_file_is_refused_asking_for_all_four(tmp_path, small):
     write_idx(tmp_path, small)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DatasetError, match="four IDX files"):
         load_mnist(tmp_path)
 
 
-def test_single_idx_file_given(tmp_path, small):
+def test_a_single_idx_file_is_refused_asking_for_its_folder(tmp_path, small):
     write_idx(tmp_path, small, gzip=False)
     with pytest.raises(DatasetError, match="single IDX file"):
         load_mnist(tmp_path / "train-images-idx3-ubyte")
@@ -272,10 +272,13 @@ def test_single_idx_file_given(tmp_path, small):
 
 # ---------------------------------------------------------------- defaults and Keras
 
-def test_env_var(monkeypatch, tmp_path, small, no_defaults):
+def test_mnist_path_is_loaded_and_a_wrong_one_is_reported_by_name(monkeypatch, tmp_path, small, no_defaults):
     path = save_npz(tmp_path / "env.npz", arrays_of(small))
     monkeypatch.setenv("MNIST_PATH", str(path))
-    assert str(path) in load_mnist().source
+    ds = load_mnist()
+    assert str(path) in ds.source and "MNIST_PATH" in ds.source
+    for key in data.KEYS:
+        assert np.array_equal(getattr(ds, key), getattr(small, key))
     monkeypatch.setenv("MNIST_PATH", str(tmp_path / "gone.npz"))
     with pytest.raises(DatasetError, match="MNIST_PATH"):
         load_mnist()
@@ -290,7 +293,7 @@ def test_keras_cache_is_read_without_keras(monkeypatch, small, no_defaults):
     assert np.array_equal(ds.x_train, small.x_train)
 
 
-def test_offline_without_cache(no_defaults):
+def test_offline_without_a_cache_the_error_names_every_remedy(no_defaults):
     with pytest.raises(DatasetError) as info:
         load_mnist()
     message = str(info.value)
@@ -323,39 +326,48 @@ def test_offline_machines_do_not_import_keras(monkeypatch, no_defaults):
         load_mnist()
 
 
-def test_keras_not_installed(monkeypatch, no_defaults):
+def test_without_keras_the_error_says_so_and_names_mnist_path(monkeypatch, no_defaults):
     monkeypatch.setitem(sys.modules, "keras", None)
     with pytest.raises(DatasetError, match="Keras is unavailable.*MNIST_PATH"):
         load_mnist()
 
 
-def test_keras_download(monkeypatch, small, no_defaults):
+def test_a_keras_download_is_loaded_with_its_labels_made_uint8(monkeypatch, small, no_defaults):
     result = ((small.x_train, small.y_train.astype(np.int64)), (small.x_test, small.y_test))
     install_fake_keras(monkeypatch, result=result)
     ds = load_mnist()
     assert "downloaded by Keras" in ds.source
     assert ds.y_train.dtype == np.uint8
+    for key in data.KEYS:
+        assert np.array_equal(getattr(ds, key), getattr(small, key))
 
 
-def test_fashion_offline(no_defaults):
+def test_fashion_mnist_offline_is_refused_naming_fashion_mnist_path(no_defaults):
     with pytest.raises(DatasetError, match="No Fashion-MNIST data found.*FASHION_MNIST_PATH"):
         load_fashion_mnist()
 
 
-def test_fashion_from_keras_cache_folder(small, no_defaults):
+def test_fashion_mnist_is_read_from_the_keras_cache_folder(small, no_defaults):
     write_idx(no_defaults / "datasets/fashion-mnist", small)
     ds = load_fashion_mnist()
     assert ds.name == "Fashion-MNIST" and "Keras cache" in ds.source
+    assert ds.class_names == data.FASHION_CLASS_NAMES
+    for key in data.KEYS:
+        assert np.array_equal(getattr(ds, key), getattr(small, key))
 
 
-def test_fashion_from_env(monkeypatch, tmp_path, small, no_defaults):
+def test_fashion_mnist_path_is_where_fashion_mnist_is_loaded_from(monkeypatch, tmp_path, small, no_defaults):
     write_idx(tmp_path / "fm", small)
     monkeypatch.setenv("FASHION_MNIST_PATH", str(tmp_path / "fm"))
-    assert load_fashion_mnist().name == "Fashion-MNIST"
+    ds = load_fashion_mnist()
+    assert ds.name == "Fashion-MNIST"
+    assert str(tmp_path / "fm") in ds.source and "FASHION_MNIST_PATH" in ds.source
+    for key in data.KEYS:
+        assert np.array_equal(getattr(ds, key), getattr(small, key))
 
 
 @pytest.mark.skipif(not data.DEBIAN_FASHION_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
-def test_fashion_debian_package(monkeypatch):
+def test_the_debian_fashion_mnist_package_is_found_and_complete(monkeypatch):
     monkeypatch.delenv("FASHION_MNIST_PATH", raising=False)
     ds = load_fashion_mnist()
     info = describe(ds)
@@ -366,7 +378,7 @@ def test_fashion_debian_package(monkeypatch):
 
 # ---------------------------------------------------------------- the real sample
 
-def test_real_sample():
+def test_the_bundled_sample_holds_4000_train_and_1000_test_balanced_digits():
     if not SAMPLE.is_file():
         pytest.skip(f"{SAMPLE} not present")
     ds = load_mnist(SAMPLE)
@@ -379,15 +391,19 @@ def test_real_sample():
 
 # ---------------------------------------------------------------- helpers
 
-def test_one_hot():
+def test_one_hot_puts_a_single_one_in_each_rows_label_column():
     out = one_hot(np.array([0, 3, 9], np.uint8))
     assert out.dtype == np.float32 and out.shape == (3, 10)
     assert np.array_equal(out.argmax(1), [0, 3, 9]) and out.sum() == 3
-    with pytest.raises(ValueError):
-        one_hot([10])
+    assert np.array_equal(out, np.eye(10)[[0, 3, 9]])
+    assert one_hot(np.array([2, 0]), num_classes=3, dtype=np.float64).tolist() == [[0, 0, 1], [1, 0, 0]]
+    assert one_hot(np.zeros(0, np.uint8)).shape == (0, 10)
+    for bad in ([10], [-1]):
+        with pytest.raises(ValueError, match="0..9"):
+            one_hot(bad)
 
 
-def test_scale_images(small):
+def test_scale_images_gives_one_float_row_per_image_in_the_unit_range(small):
     batch = scale_images(small.x_train)
     assert batch.shape == (30, 784) and batch.dtype == np.float32
     assert 0 <= batch.min() and batch.max() == pytest.approx(1.0)
@@ -396,11 +412,19 @@ def test_scale_images(small):
     assert np.allclose(batch, small.x_train.reshape(30, 784) / 255, atol=1e-7)
 
 
-def test_describe(small):
+def test_describe_counts_the_samples_of_each_class_as_plain_ints(small):
     info = describe(small)
     assert info["name"] == "Synthetic digits"
     assert info["train_class_counts"] == [3] * 10 and info["test_class_counts"] == [1] * 10
     assert all(type(c) is int for c in info["train_class_counts"])
+    assert (info["n_train"], info["n_test"]) == (30, 10) and type(info["n_train"]) is int
+    assert info["class_names"] == list("0123456789") and info["source"] == small.source
+    # counted independently of np.bincount, on a dataset whose classes are not balanced
+    ds = Dataset(small.x_train[:7], small.y_train[:7].copy(), small.x_test, small.y_test, source="seven",
+                 name="Fashion-MNIST", class_names=data.FASHION_CLASS_NAMES)
+    labels = small.y_train[:7].tolist()
+    assert describe(ds)["train_class_counts"] == [labels.count(c) for c in range(10)]
+    assert describe(ds)["class_names"][9] == "Ankle boot" and describe(ds)["n_train"] == 7
 
 
 def test_synthetic_is_deterministic_balanced_and_learnable():
@@ -434,13 +458,13 @@ def load_or_refuse(blob):
 
 @FUZZ
 @given(st.binary(max_size=3000))
-def test_fuzz_random_bytes(blob):
+def test_random_bytes_load_as_a_valid_dataset_or_are_refused(blob):
     load_or_refuse(blob)
 
 
 @FUZZ
 @given(st.sampled_from(VALID), st.data())
-def test_fuzz_damaged_npz(blob, draw):
+def test_a_damaged_npz_loads_as_a_valid_dataset_or_is_refused(blob, draw):
     blob = bytearray(blob)
     for _ in range(draw.draw(st.integers(1, 8))):
         blob[draw.draw(st.integers(0, len(blob) - 1))] = draw.draw(st.integers(0, 255))
@@ -448,8 +472,11 @@ def test_fuzz_damaged_npz(blob, draw):
     load_or_refuse(bytes(blob[:cut]))
 
 
-def test_gzip_module_not_shadowed(tmp_path, small):
+def test_write_idx_with_gzip_writes_real_gzip_files(tmp_path, small):
     # write_idx has a `gzip` parameter; the files must still really be gzip.
     write_idx(tmp_path, small, gzip=True)
     with gzip.open(tmp_path / "train-labels-idx1-ubyte.gz") as f:
         assert f.read(4) == b"\x00\x00\x08\x01"
+        assert int.from_bytes(f.read(4), "big") == 30          # the label count, then the labels
+        assert f.read() == small.y_train.tobytes()
+    assert (tmp_path / "train-labels-idx1-ubyte.gz").read_bytes()[:2] == b"\x1f\x8b"   # gzip's own magic

@@ -28,7 +28,7 @@ def test_facts_are_read_from_the_machine():
     json.dumps(facts)  # JSON-ready
 
 
-def test_blas_matches_threadpoolctl():
+def test_the_blas_facts_are_what_threadpoolctl_sees_numpy_use():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
     facts = info.environment_info()
@@ -51,9 +51,12 @@ def test_memory_without_psutil_reads_proc_meminfo(monkeypatch):
     monkeypatch.setitem(sys.modules, "psutil", None)  # import psutil now raises ImportError
     total, available, source = info.memory_info()
     assert source == "/proc/meminfo" and total > available > 0
+    # read independently: MemTotal does not change while the test runs (MemAvailable does)
+    fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+    assert fields["MemTotal"].split() == [str(total // 1024), "kB"]
 
 
-def test_cgroup_limits(tmp_path):
+def test_cgroup_limits_are_read_as_cores_and_bytes_and_none_when_unlimited(tmp_path):
     (tmp_path / "cpu.max").write_text("150000 100000\n")
     (tmp_path / "memory.max").write_text("1073741824\n")
     assert info.cgroup_cpu_quota(tmp_path / "cpu.max") == 1.5
@@ -63,6 +66,15 @@ def test_cgroup_limits(tmp_path):
     assert info.cgroup_cpu_quota(tmp_path / "cpu.max") is None
     assert info.cgroup_memory_limit(tmp_path / "memory.max") is None
     assert info.cgroup_cpu_quota(tmp_path / "absent") is None
+    assert info.cgroup_memory_limit(tmp_path / "absent") is None
+    (tmp_path / "cpu.max").write_text("50000 100000\n")
+    (tmp_path / "memory.max").write_text("536870912\n")
+    assert info.cgroup_cpu_quota(tmp_path / "cpu.max") == 0.5
+    assert info.cgroup_memory_limit(tmp_path / "memory.max") == 2 ** 29
+    (tmp_path / "cpu.max").write_text("garbled\n")
+    (tmp_path / "memory.max").write_text("lots\n")
+    assert info.cgroup_cpu_quota(tmp_path / "cpu.max") is None
+    assert info.cgroup_memory_limit(tmp_path / "memory.max") is None
 
 
 def test_dataset_locations_follow_the_environment(monkeypatch, tmp_path):
@@ -88,7 +100,7 @@ def test_tensorflow_unavailable_is_reported_not_raised(monkeypatch):
     assert "TensorFlow: not available" in text
 
 
-def test_tensorflow_facts_when_installed():
+def test_tensorflow_version_and_gpus_are_reported_when_installed():
     tf = pytest.importorskip("tensorflow")
     facts = info.environment_info(include_tensorflow=True)
     assert facts["tensorflow"] == tf.__version__

@@ -19,7 +19,7 @@ def _perturbed(sizes, activation="relu", use_bias=True, dtype="float32", seed=0)
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu"])
 @pytest.mark.parametrize("use_bias", [True, False])
 @pytest.mark.parametrize("dtype,tolerance", [("float32", 1e-5), ("float64", 1e-10)])
-def test_twin_gives_engine_probabilities(synthetic, activation, use_bias, dtype, tolerance):
+def test_the_keras_twin_gives_the_engines_probabilities(synthetic, activation, use_bias, dtype, tolerance):
     net = _perturbed([784, 24, 12, 10], activation, use_bias, dtype)
     model = kt.build_keras_twin(net)
     assert len(model.layers) == net.num_layers
@@ -52,17 +52,18 @@ def train_side_by_side(network, x, y, **options):
     return result
 
 
-def test_weights_round_trip_to_keras_and_back():
+def test_weights_copied_to_keras_and_read_back_are_unchanged():
     net = _perturbed([784, 16, 10], dtype="float64", seed=3)
     model = kt.build_keras_twin(net)
     other = Network([784, 16, 10], dtype="float64", seed=99)
     weights_from_keras(model, other)
     np.testing.assert_array_equal(other.params, net.params)
-    with pytest.raises(Exception, match="dense layers"):
+    from engine.errors import ConfigError
+    with pytest.raises(ConfigError, match="The Keras model has 2 dense layers; the network has 3"):
         kt.copy_weights_to_keras(Network([784, 8, 8, 10]), model)
 
 
-def test_batch_order_is_the_trainers_order():
+def test_the_twins_batch_order_is_the_engine_trainers_order():
     """Record the samples the engine's trainer really uses (each image's first pixel is its
     index), over two runs, the second continuing the network's epoch count."""
     n, bs, seed = 120, 32, 5
@@ -91,7 +92,7 @@ def test_batch_order_is_the_trainers_order():
     assert not np.array_equal(kt.batch_order(n, seed, 1), kt.batch_order(n, seed, 2))
 
 
-def test_side_by_side_one_epoch(synthetic):
+def test_one_epoch_side_by_side_trains_both_alike_and_leaves_the_network_alone(synthetic):
     net = Network([784, 32, 16, 10], seed=0)
     before = net.params.copy()
     events = []
@@ -116,7 +117,7 @@ def test_side_by_side_one_epoch(synthetic):
     assert result["network"].epochs_trained == 1
 
 
-def test_side_by_side_float64_agrees_to_rounding(synthetic):
+def test_float64_runs_side_by_side_agree_to_rounding(synthetic):
     """With hyper-parameters exact in float32 (Keras rounds them to float32), float64 runs
     of the engine and Keras stay together to rounding error."""
     net = Network([784, 16, 10], dtype="float64", seed=2)
@@ -128,17 +129,23 @@ def test_side_by_side_float64_agrees_to_rounding(synthetic):
         assert row["engine"]["loss"] == pytest.approx(row["keras"]["loss"], rel=1e-9)
 
 
-def test_side_by_side_generator_stops_cleanly(synthetic):
-    gen = kt.side_by_side(Network([784, 8, 10], seed=0), synthetic.x_train, synthetic.y_train, epochs=5,
-                          batch_size=100)
+def test_closing_the_side_by_side_generator_early_stops_it_cleanly(synthetic):
+    net = Network([784, 8, 10], seed=0)
+    before = net.params.copy()
+    gen = kt.side_by_side(net, synthetic.x_train, synthetic.y_train, epochs=5, batch_size=100)
     first = [next(gen) for _ in range(4)]
     gen.close()
     assert first[0]["kind"] == "init" and first[1]["kind"] == "batch"
+    assert [(e["side"], e["epoch"], e["batch"], e["batches"]) for e in first[1:]] == \
+        [("engine", 1, b, 6) for b in (1, 2, 3)]                   # 600 samples in batches of 100
+    with pytest.raises(StopIteration):                            # closed: nothing more comes
+        next(gen)
+    np.testing.assert_array_equal(net.params, before)             # it trained a copy
 
 
-def test_side_by_side_refuses_bad_settings(synthetic):
+def test_side_by_side_refuses_a_zero_batch_or_a_nan_rate_by_name(synthetic):
     from engine.errors import ConfigError
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="Batch size must be a whole number of at least 1, got 0"):
         next(kt.side_by_side(Network([784, 8, 10]), synthetic.x_train, synthetic.y_train, batch_size=0))
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="Learning rate must be a finite number greater than zero, got nan"):
         next(kt.side_by_side(Network([784, 8, 10]), synthetic.x_train, synthetic.y_train, lr=float("nan")))

@@ -41,14 +41,14 @@ def test_cross_entropy_of_nothing_is_nan_not_a_crash():
     assert np.isnan(cross_entropy(np.zeros((0, 3)), np.zeros(0, dtype=int)))
 
 
-def test_accuracy_with_labels_and_one_hot():
+def test_accuracy_is_the_share_of_rows_whose_top_class_is_the_label():
     p = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
     labels = np.array([1, 0, 0, 0])
     assert accuracy(p, labels) == 0.75
     assert accuracy(p, np.eye(2)[labels]) == 0.75
 
 
-def test_activation_values():
+def test_each_activation_gives_its_textbook_values():
     x = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
     np.testing.assert_array_equal(layers.relu(x), [0, 0, 0, 0.5, 2])
     np.testing.assert_allclose(layers.leaky_relu(x), [-2 * LEAKY_SLOPE, -0.5 * LEAKY_SLOPE, 0, 0.5, 2])
@@ -99,3 +99,9 @@ def test_dropout_mask_is_reproducible_from_the_rng():
     b = dropout_mask((5, 7), 0.5, np.random.default_rng(3), np.float64)
     np.testing.assert_array_equal(a, b)
     assert a.dtype == np.float64
+    assert set(np.unique(a)) <= {0.0, 2.0}                          # dropped, or kept and scaled by 1/0.5
+    other = dropout_mask((5, 7), 0.5, np.random.default_rng(4), np.float64)
+    assert not np.array_equal(a, other)                              # another seed, another mask
+    # the mask is the rng's own draw: kept exactly where the uniform number is below keep_prob
+    expected = (np.random.default_rng(3).random((5, 7)) < 0.5) * 2.0
+    np.testing.assert_array_equal(a, expected)

@@ -34,7 +34,7 @@ def test_separable_blobs_are_learned(activation, seed):
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_blobs_with_each_optimizer(optimizer):
+def test_adam_and_sgd_each_learn_separable_blobs(optimizer):
     (x, y), (xt, yt) = blobs(3)
     net = Network([10, 16, 4], "relu", True, "float32", seed=0)
     opt = Adam(lr=0.01) if optimizer == "adam" else SGD(lr=0.1, momentum=0.9)

@@ -152,8 +152,33 @@ def fault_case(fault):
     return net, x, y, masks
 
 
-def test_every_fault_is_covered():
+def test_each_of_the_four_faults_breaks_just_the_gradients_it_names():
     assert set(FAULTS) == {"activation_derivative", "dropout_scale", "bias_gradient", "batch_mean"}
+    # Two hidden ReLU layers, dropout with keep_prob 0.5 (masks of 0 and 2), 6 samples.
+    net, x, y, masks = make_case([6, 7, 5, 4], "relu", True, 6, 0.5, 11, False)
+
+    def grads(fault):
+        net.backward(net.forward(x, masks=masks), y, fault=fault)
+        return {name: g.copy() for name, g in net.parameter_arrays(grads=True)}
+
+    clean = grads(None)
+    assert all(np.abs(g).max() > 0 for g in clean.values())
+    # batch_mean: the loss gradient is not divided by the batch size, so every gradient is 6x
+    for name, g in grads("batch_mean").items():
+        np.testing.assert_allclose(g, 6 * clean[name], rtol=1e-12, err_msg=name)
+    # bias_gradient: biases get zero, weights stay right
+    for name, g in grads("bias_gradient").items():
+        np.testing.assert_array_equal(g, 0 * g if name.startswith("b") else clean[name], err_msg=name)
+    # dropout_scale: each mask passed back without its 1/keep_prob = 2 halves the error once more
+    for name, g in grads("dropout_scale").items():
+        factor = {"3": 1.0, "2": 0.5, "1": 0.25}[name[1]]
+        np.testing.assert_allclose(g, factor * clean[name], rtol=1e-12, err_msg=name)
+    # activation_derivative: the output layer is untouched, the hidden layers' gradients are not
+    broken = grads("activation_derivative")
+    for name in ("W3", "b3"):
+        np.testing.assert_array_equal(broken[name], clean[name])
+    for name in ("W1", "b1", "W2", "b2"):
+        assert not np.allclose(broken[name], clean[name]), name
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
@@ -175,7 +200,7 @@ def test_each_fault_changes_backprop_against_the_reference(fault):
     assert relative_errors(net.grads, numeric)[ok].max() > 1e-2
 
 
-def test_fault_with_keep_prob_in_gradient_check():
+def test_gradient_checks_own_dropout_mask_also_exposes_the_missing_scale():
     """gradient_check's own seeded mask (keep_prob < 1) also exposes the missing dropout scale."""
     net, x, y, _ = make_case([6, 7, 5, 4], "tanh", True, 6, 1.0, 3, False)
     assert gradient_check(net, x, y, keep_prob=0.5).passed

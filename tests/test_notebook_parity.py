@@ -42,7 +42,7 @@ def case():
     return net, x, labels, np.eye(4)[labels]
 
 
-def test_math_layers(nb):
+def test_softmax_relu_loss_accuracy_and_drop_equal_the_notebooks(nb):
     rng = np.random.default_rng(1)
     z = rng.normal(size=(6, 5)) * 5
     np.testing.assert_allclose(softmax(z), nb["softmax"](z), rtol=1e-15)
@@ -55,7 +55,7 @@ def test_math_layers(nb):
     np.testing.assert_array_equal(nb["drop"](z, 1), z)     # no dropout: the identity in both
 
 
-def test_glorot_limit_is_the_same(nb, monkeypatch):
+def test_weights_are_drawn_from_the_notebooks_glorot_uniform_range(nb, monkeypatch):
     seen = {}
 
     def record(name):
@@ -75,7 +75,7 @@ def test_glorot_limit_is_the_same(nb, monkeypatch):
         assert seen["engine"][1] == pytest.approx(np.sqrt(6 / (fan_in + fan_out)), rel=1e-15)
 
 
-def test_forward_pass_and_predict(nb, case):
+def test_the_forward_pass_and_predict_equal_the_notebooks(nb, case):
     net, x, _, _ = case
     Ws = [w.copy() for w in net.weights]
     layers = nb["feed_forward"](Ws, x)
@@ -86,7 +86,7 @@ def test_forward_pass_and_predict(nb, case):
     np.testing.assert_allclose(net.predict_proba(x[0]), nb["predict"](Ws, x[0]), rtol=1e-13)
 
 
-def test_loss_and_back_propagation(nb, case):
+def test_loss_and_backprop_equal_the_notebooks_summed_over_the_batch(nb, case):
     net, x, labels, y = case
     Ws = [w.copy() for w in net.weights]
     n = len(x)
@@ -102,7 +102,7 @@ def test_loss_and_back_propagation(nb, case):
         np.testing.assert_allclose(g * n, t, rtol=1e-12, atol=1e-12)
 
 
-def test_adam_updates_are_identical(nb):
+def test_adam_updates_equal_the_notebooks_adam_optimizer(nb):
     net = Network([6, 5, 3], "relu", use_bias=False, dtype="float64", seed=0)
     Ws = [w.copy() for w in net.weights]
     opt, theirs = Adam(), nb["AdamOptimizer"]()

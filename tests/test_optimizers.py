@@ -148,7 +148,7 @@ def test_adam_defaults_track_keras_and_epsilon_matters():
 # --- SGD ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_sgd_momentum_formula(momentum):
+def test_sgd_steps_follow_the_momentum_formula(momentum):
     net = small_net()
     w = net.params.copy()
     grads = gradient_sequence(net.params.size, 6)
@@ -160,17 +160,24 @@ def test_sgd_momentum_formula(momentum):
         np.testing.assert_allclose(params, w, rtol=1e-13, atol=1e-15)
 
 
-def test_sgd_state_round_trips():
+def test_an_sgd_rebuilt_from_its_state_takes_the_same_steps():
     net = small_net()
     grads = gradient_sequence(net.params.size, 4)
     opt = SGD(lr=0.1, momentum=0.5)
     run_engine(opt, net, grads[:2])
+    state = opt.state()
+    assert int(state["t"]) == 2
+    np.testing.assert_allclose(state["velocity"], 0.5 * (-0.1 * grads[0]) - 0.1 * grads[1], rtol=1e-13)
     twin = SGD(lr=0.1, momentum=0.5)
-    twin.load_state(opt.state(), net.params.size, net.dtype)
-    other = net.copy()
+    twin.load_state(state, net.params.size, net.dtype)
+    other, fresh_net = net.copy(), net.copy()
     a = run_engine(opt, net, grads[2:])
     b = run_engine(twin, other, grads[2:])
     np.testing.assert_array_equal(a[-1], b[-1])
+    assert twin.t == opt.t == 4
+    # without the state (no velocity) the same steps go elsewhere: the state is what carried over
+    fresh = run_engine(SGD(lr=0.1, momentum=0.5), fresh_net, grads[2:])
+    assert not np.allclose(fresh[-1], a[-1])
 
 
 # --- L2 and max-norm ------------------------------------------------------------------------
@@ -238,11 +245,22 @@ def test_max_norm_caps_each_hidden_units_incoming_weights():
 
 # --- construction ---------------------------------------------------------------------------
 
-def test_make_optimizer_by_name_and_bad_settings():
-    assert isinstance(make_optimizer("adam", lr=0.01, momentum=0.5), Adam)
-    assert isinstance(make_optimizer("SGD", lr=0.01, beta1=0.5), SGD)
-    for bad in ({"lr": float("nan")}, {"lr": -1}, {"lr": 0}, {"lr": "fast"}, {"beta1": 1.0}, {"weight_decay": -0.1}):
-        with pytest.raises(ConfigError):
+def test_make_optimizer_builds_by_name_and_refuses_bad_settings_by_name():
+    adam = make_optimizer("adam", lr=0.01, momentum=0.5, weight_decay=0.001)   # momentum is SGD's: ignored
+    assert isinstance(adam, Adam)
+    assert adam.config() == {"name": "adam", "lr": 0.01, "weight_decay": 0.001, "max_norm": 0.0,
+                             "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    sgd = make_optimizer("SGD", lr=0.01, beta1=0.5, max_norm=2)                 # beta1 is Adam's: ignored
+    assert isinstance(sgd, SGD)
+    assert sgd.config() == {"name": "sgd", "lr": 0.01, "weight_decay": 0.0, "max_norm": 2.0, "momentum": 0.9}
+    assert make_optimizer(**{k: v for k, v in sgd.config().items()}).config() == sgd.config()  # as saved
+    for bad, says in (({"lr": float("nan")}, "Learning rate must be a finite number"),
+                      ({"lr": -1}, "Learning rate must be a finite number greater than zero, got -1.0"),
+                      ({"lr": 0}, "Learning rate must be a finite number greater than zero, got 0.0"),
+                      ({"lr": "fast"}, "Learning rate must be a number, got 'fast'"),
+                      ({"beta1": 1.0}, r"beta1 must be in \[0, 1\), got 1.0"),
+                      ({"weight_decay": -0.1}, "L2 weight decay must be a finite number zero or more")):
+        with pytest.raises(ConfigError, match=says):
             make_optimizer("adam", **bad)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="Unknown optimizer 'rmsprop'; choose adam or sgd"):
         make_optimizer("rmsprop")

@@ -64,7 +64,7 @@ def check_digit(result):
 
 # ---------------------------------------------------------------- the MNIST recipe
 
-def test_corner_drawing_is_centred():
+def test_a_drawing_in_a_corner_is_centred_and_scaled_to_20_px():
     result = prepare_digit(corner_stroke())
     check_digit(result)
     cy, cx = centre_of_mass(result.digit)
@@ -75,7 +75,7 @@ def test_corner_drawing_is_centred():
     assert all(image.ndim == 2 for _, image in result.steps)
 
 
-def test_aspect_ratio_is_kept():
+def test_a_tall_or_a_wide_stroke_keeps_its_aspect_ratio():
     tall = canvas()
     tall[200:270, 240:250, :3] = 255       # 70 x 10 px stroke, bottom-right corner
     height, width = ink_box(prepare_digit(tall).digit)
@@ -87,7 +87,7 @@ def test_aspect_ratio_is_kept():
     assert width == 20 and height <= 3
 
 
-def test_photo_dark_on_light_is_inverted():
+def test_a_photo_of_dark_ink_on_light_paper_is_inverted():
     drawing = prepare_digit(corner_stroke())
     photo = 255 - corner_stroke()[..., :3]          # black ink on white paper, RGB
     result = prepare_digit(photo)
@@ -97,7 +97,7 @@ def test_photo_dark_on_light_is_inverted():
     assert np.abs(result.digit - drawing.digit).max() < 0.02
 
 
-def test_noisy_jpeg_photo():
+def test_a_noisy_jpeg_photo_reads_like_the_drawing():
     rng = np.random.default_rng(0)
     photo = (230 - corner_stroke()[..., :3].astype(int) * 0.7 + rng.normal(0, 4, (280, 280, 3)))
     photo = np.clip(photo, 0, 255).astype(np.uint8)
@@ -107,13 +107,13 @@ def test_noisy_jpeg_photo():
     assert np.corrcoef(result.digit.ravel(), reference.ravel())[0, 1] > 0.95
 
 
-def test_png_bytes_equal_array():
+def test_a_png_of_a_drawing_gives_the_same_digit_as_its_pixels():
     image = corner_stroke()
     assert np.array_equal(prepare_digit(encode(image)).digit, prepare_digit(image).digit)
 
 
 @pytest.mark.parametrize("ink_value", [255, 0])
-def test_transparent_background(ink_value):
+def test_strokes_on_a_transparent_background_read_like_the_drawing(ink_value):
     # Strokes on a transparent background: white ink or black ink both work.
     image = np.zeros((280, 280, 4), np.uint8)
     image[..., :3] = 255 - ink_value
@@ -125,7 +125,7 @@ def test_transparent_background(ink_value):
     assert np.abs(result.digit - reference).max() < 0.02
 
 
-def test_grey_float_and_uint8_agree():
+def test_grey_uint8_float_and_one_channel_images_give_the_same_digit():
     grey = corner_stroke()[..., 0]
     a = prepare_digit(grey).digit
     b = prepare_digit(grey.astype(np.float32) / 255).digit
@@ -165,18 +165,21 @@ def best_shifted_correlation(a, b):
     (np.zeros((0, 0), np.uint8), "empty"),
     (np.zeros((280, 280, 4), np.uint8), "draw a digit"),     # fully transparent
 ])
-def test_blank_images(image, words):
+def test_a_blank_image_gives_no_digit_and_says_why(image, words):
     result = prepare_digit(image)
     assert result.digit is None and result.is_blank
     assert words in result.reason
 
 
-def test_blank_png_bytes():
-    assert prepare_digit(encode(np.full((40, 40), 255, np.uint8))).digit is None
+def test_a_blank_png_gives_no_digit_and_says_it_is_blank():
+    result = prepare_digit(encode(np.full((40, 40), 255, np.uint8)))
+    assert result.digit is None and result.is_blank
+    assert "blank" in result.reason
+    assert result.reason == prepare_digit(np.full((40, 40), 255, np.uint8)).reason   # as the same pixels
 
 
 @pytest.mark.parametrize("data", [b"", b"hello", b"\x89PNG\r\n\x1a\n" + b"\x00" * 30, encode(corner_stroke())[:200]])
-def test_non_image_bytes(data):
+def test_bytes_that_are_no_image_are_refused_asking_for_png_or_jpeg(data):
     with pytest.raises(ImageError, match="PNG or JPEG"):
         prepare_digit(data)
 
@@ -195,29 +198,34 @@ def test_huge_images_refused_before_decoding(width, height):
         prepare_digit(png_header(width, height))
 
 
-def test_huge_array_refused():
+def test_a_huge_array_is_refused_as_larger_than_the_limit():
     with pytest.raises(ImageError, match="larger than the limit"):
         prepare_digit(np.zeros((4097, 3), np.uint8))
 
 
-@pytest.mark.parametrize("image", [
-    np.zeros((5, 5, 5), np.uint8),
-    np.zeros((2, 5, 5, 3), np.uint8),
-    np.zeros(10, np.uint8),
-    np.full((5, 5), 2.0),
-    np.full((5, 5), np.nan),
-    np.full((5, 5), 300, np.int32),
-    np.array([["a", "b"]]),
-    np.zeros((5, 5), complex),
-    [[1, 2], [3]],
+@pytest.mark.parametrize("image, says", [
+    (np.zeros((5, 5, 5), np.uint8), r"\(H, W\), \(H, W, 3\) or \(H, W, 4\); got shape \(5, 5, 5\)"),
+    (np.zeros((2, 5, 5, 3), np.uint8), r"got shape \(2, 5, 5, 3\)"),
+    (np.zeros(10, np.uint8), r"got shape \(10,\)"),
+    (np.full((5, 5), 2.0), r"Float image values must be in \[0, 1\]"),
+    (np.full((5, 5), np.nan), "NaN or infinite"),
+    (np.full((5, 5), 300, np.int32), "Integer image values must be in 0-255"),
+    (np.array([["a", "b"]]), "must be uint8 or float in"),
+    (np.zeros((5, 5), complex), "not complex128"),
+    ([[1, 2], [3]], "Cannot read this as an image array"),
 ])
-def test_bad_arrays(image):
-    with pytest.raises(ImageError):
+def test_an_array_that_is_no_image_is_refused_saying_why(image, says):
+    with pytest.raises(ImageError, match=says):
         prepare_digit(image)
 
 
-def test_image_error_is_an_engine_error():
+def test_a_bad_image_raises_an_image_error_that_engine_error_catches():
     assert issubclass(ImageError, EngineError)
+    # `except EngineError` (as the CLI catches) catches each of these, and each is an ImageError (as the pages catch)
+    for bad in (b"hello", np.full((5, 5), np.nan), png_header(5000, 10)):
+        with pytest.raises(EngineError) as info:
+            prepare_digit(bad)
+        assert type(info.value) is ImageError and str(info.value)
 
 
 # ---------------------------------------------------------------- fuzzing
@@ -239,14 +247,14 @@ def prepare_or_refuse(image):
 
 @FUZZ
 @given(st.binary(max_size=2000))
-def test_fuzz_bytes(data):
+def test_random_bytes_give_a_digit_or_a_clean_refusal(data):
     prepare_or_refuse(data)
 
 
 @FUZZ
 @given(st.sampled_from([encode(corner_stroke()[::4, ::4]), encode(255 - corner_stroke()[::4, ::4, :3], "JPEG")]),
        st.data())
-def test_fuzz_damaged_files(data, draw):
+def test_damaged_image_files_give_a_digit_or_a_clean_refusal(data, draw):
     data = bytearray(data)
     for _ in range(draw.draw(st.integers(1, 6))):
         data[draw.draw(st.integers(0, len(data) - 1))] = draw.draw(st.integers(0, 255))
@@ -263,14 +271,14 @@ dtypes = st.sampled_from([np.uint8, np.float32, np.float64, np.int16, np.bool_])
 
 @FUZZ
 @given(hnp.arrays(dtypes, shapes))
-def test_fuzz_arrays(image):
+def test_random_arrays_give_a_digit_or_a_clean_refusal(image):
     prepare_or_refuse(image)
 
 
 @FUZZ
 @given(hnp.arrays(np.uint8, st.tuples(st.integers(2, 60), st.integers(2, 60)),
                   elements=st.sampled_from([0, 0, 0, 40, 128, 255])))
-def test_fuzz_sparse_drawings(image):
+def test_sparse_random_drawings_give_a_digit_or_a_clean_refusal(image):
     prepare_or_refuse(image)
 
 

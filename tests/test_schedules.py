@@ -1,4 +1,5 @@
 """Learning-rate schedules: the documented rates, and the trainer using them."""
+import json
 import math
 
 import numpy as np
@@ -8,9 +9,11 @@ from engine import Adam, Network, Schedule, TrainConfig, learning_rate, trainer
 from engine.errors import ConfigError
 
 
-def test_constant():
+def test_the_constant_schedule_keeps_the_base_rate_throughout():
     for progress in (0, 0.5, 3, 99):
         assert learning_rate(0.01, Schedule(), progress, 10) == 0.01
+        assert learning_rate(0.25, Schedule("constant", step_epochs=1, gamma=0.1), progress, 3) == 0.25
+    assert Schedule().kind == "constant" and Schedule().warmup_epochs == 0   # the default schedule
 
 
 def test_step_multiplies_by_gamma_every_step_epochs():
@@ -47,14 +50,21 @@ def test_warmup_ramps_linearly_then_hands_over():
 
 @pytest.mark.parametrize("bad", [dict(kind="exponential"), dict(step_epochs=0), dict(gamma=0), dict(gamma=1.5),
                                  dict(min_fraction=-0.1), dict(min_fraction=2), dict(warmup_epochs=-1)])
-def test_impossible_schedules(bad):
-    with pytest.raises(ConfigError):
+def test_an_impossible_schedule_is_refused_naming_the_setting(bad):
+    (name, value), = bad.items()
+    with pytest.raises(ConfigError, match="exponential" if name == "kind" else name):
         Schedule(**bad)
 
 
-def test_to_dict_round_trips():
+def test_a_schedule_rebuilt_from_its_plain_dict_equals_it():
     s = Schedule("cosine", min_fraction=0.2, warmup_epochs=1)
     assert Schedule(**s.to_dict()) == s
+    plain = json.loads(json.dumps(s.to_dict()))                       # as saved with a run
+    assert plain == {"kind": "cosine", "step_epochs": 5.0, "gamma": 0.5, "min_fraction": 0.2, "warmup_epochs": 1}
+    rebuilt = Schedule(**plain)
+    for progress in (0.5, 4, 9):
+        assert learning_rate(1.0, rebuilt, progress, 10) == learning_rate(1.0, s, progress, 10)
+    assert Schedule(**{**plain, "min_fraction": 0.3}) != s
 
 
 def test_trainer_uses_the_schedule_per_batch():

@@ -77,7 +77,7 @@ def test_events_come_in_order_with_right_counters():
     assert more[0].epoch == 4 and more[0].run_epoch == 1 and net.epochs_trained == 4
 
 
-def test_shuffle_new_order_each_epoch_same_for_same_seed():
+def test_each_epoch_is_shuffled_anew_and_a_seed_repeats_the_orders():
     x, y = id_data(50)
 
     def orders(seed, shuffle=True):
@@ -96,12 +96,19 @@ def test_shuffle_new_order_each_epoch_same_for_same_seed():
         np.testing.assert_array_equal(order, np.arange(50))        # no shuffle: the notebook's order
 
 
-def test_same_seed_same_network():
+def test_two_runs_with_the_same_seeds_give_identical_networks():
     x, y = id_data(64)
     nets = [small(seed=4) for _ in range(2)]
     for net in nets:
         train(net, Adam(), x, y, TrainConfig(epochs=2, batch_size=16, keep_prob=0.8, seed=9))
     np.testing.assert_array_equal(nets[0].params, nets[1].params)
+    assert not np.array_equal(nets[0].params, small(seed=4).params)           # it did train
+    # another training seed (shuffle and dropout) or another initial seed: another network
+    other_run, other_init = small(seed=4), small(seed=5)
+    train(other_run, Adam(), x, y, TrainConfig(epochs=2, batch_size=16, keep_prob=0.8, seed=10))
+    train(other_init, Adam(), x, y, TrainConfig(epochs=2, batch_size=16, keep_prob=0.8, seed=9))
+    assert not np.allclose(other_run.params, nets[0].params)
+    assert not np.allclose(other_init.params, nets[0].params)
 
 
 @pytest.mark.parametrize("when", ["middle", "last_batch"])
@@ -208,7 +215,7 @@ def test_closing_the_generator_leaves_a_usable_network():
 
 
 @pytest.mark.parametrize("n,split", [(100, 0.2), (101, 0.25), (10, 0.5)])
-def test_validation_split_sizes(n, split):
+def test_the_validation_split_holds_out_its_share_of_the_samples(n, split):
     x, y = id_data(n)
     net = small()
     seen = record_batches(net)
@@ -235,7 +242,7 @@ def test_validation_split_sizes(n, split):
     assert all(np.isfinite(e.val_loss) and 0 <= e.val_accuracy <= 1 for e in epochs)
 
 
-def test_explicit_validation_data_and_its_metrics():
+def test_explicit_validation_data_is_scored_with_the_trained_network():
     x, y = id_data(40)
     xv, yv = id_data(15, seed=3)
     net = small()
@@ -273,15 +280,22 @@ def test_early_stopping_restores_the_best_weights():
 
 def test_early_stopping_needs_validation_data():
     x, y = id_data(20)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="Early stopping watches the validation loss: set a validation split"):
         list(trainer(small(), Adam(), x, y, TrainConfig(epochs=2, batch_size=5, early_stopping=1)))
 
 
-@pytest.mark.parametrize("bad", [dict(epochs=0), dict(batch_size=0), dict(batch_size=1000), dict(keep_prob=0),
-                                 dict(keep_prob=1.5), dict(validation_split=1.0), dict(epochs=2.5)])
-def test_impossible_configs_are_refused(bad):
+@pytest.mark.parametrize("bad, says", [
+    (dict(epochs=0), "Epochs must be a whole number of at least 1, got 0"),
+    (dict(batch_size=0), "Batch size must be a whole number of at least 1, got 0"),
+    (dict(batch_size=1000), "Batch size 1,000 is larger than the 20 training samples"),
+    (dict(keep_prob=0), r"keep-probability must be in \(0, 1\], got 0"),
+    (dict(keep_prob=1.5), r"keep-probability must be in \(0, 1\], got 1.5"),
+    (dict(validation_split=1.0), r"Validation split must be in \[0, 1\), got 1.0"),
+    (dict(epochs=2.5), "Epochs must be a whole number of at least 1, got 2.5"),
+])
+def test_impossible_configs_are_refused(bad, says):
     x, y = id_data(20)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=says):
         list(trainer(small(), Adam(), x, y, TrainConfig(**bad)))
 
 
@@ -333,8 +347,18 @@ def test_evaluate_scales_uint8_pixels_and_leaves_floats_alone():
     assert evaluate(net, images, y, scale=False) != pytest.approx(as_uint8)
 
 
-@pytest.mark.parametrize("case", ["labels_too_big", "negative_labels", "float_labels", "length", "width",
-                                  "one_hot_width", "nan_inputs"])
+BAD_DATA_SAYS = {
+    "labels_too_big": r"labels must be in 0..2; found 3..5",
+    "negative_labels": r"labels must be in 0..2; found -1..1",
+    "float_labels": "labels must be whole numbers, got float64",
+    "length": "30 training images but 29 labels",
+    "width": r"shape \(5,\) per sample; the network takes 6 inputs",
+    "one_hot_width": r"must have 3 columns, got shape \(30, 4\)",
+    "nan_inputs": "contain NaN or infinite values",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA_SAYS))
 def test_bad_data_is_refused_before_training(case):
     x, y = id_data(30)
     if case == "labels_too_big":
@@ -353,7 +377,7 @@ def test_bad_data_is_refused_before_training(case):
         x[3, 2] = np.nan
     net = small()
     before = net.params.copy()
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=BAD_DATA_SAYS[case]):
         next(trainer(net, Adam(), x, y, TrainConfig(epochs=1, batch_size=10)))
     np.testing.assert_array_equal(net.params, before)
 
