@@ -13,6 +13,7 @@ import zlib
 import numpy as np
 
 from .errors import ConfigError, ModelFileError
+from .memory import format_bytes
 from .network import DTYPES, Network, validate_architecture
 from .optimizers import make_optimizer
 
@@ -100,13 +101,13 @@ def load_network(source, max_bytes=MAX_MODEL_BYTES):
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = bytes(source)
         if len(source) > max_bytes:
-            raise ModelFileError(f"The file is {len(source) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
+            raise ModelFileError(f"The file is {format_bytes(len(source))}; the limit is {format_bytes(max_bytes)}.")
         head, opened = source[:8], io.BytesIO(source)
     else:
         if not os.path.isfile(source):
             raise ModelFileError(f"No model file at {source}.")
         if os.path.getsize(source) > max_bytes:
-            raise ModelFileError(f"{source} is larger than the {max_bytes / 1e6:.0f} MB limit.")
+            raise ModelFileError(f"{source} is larger than the {format_bytes(max_bytes)} limit.")
         try:
             with open(source, "rb") as f:
                 head = f.read(8)

@@ -93,6 +93,8 @@ def delta_to_previous(delta, i, fp, weights, activation="relu", fault=None):
 def backward(fp, targets, weights, activation="relu", use_bias=True, fault=None):
     """Backprop through a kept forward pass: (weight gradients, bias gradients), one per layer
     (bias gradients None without biases). `fault` names a deliberate mistake (see FAULTS)."""
+    if fault is not None and fault not in FAULTS:  # a misspelled fault would pass a check unnoticed
+        raise ValueError(f"Unknown fault {fault!r}; choose one of {', '.join(FAULTS)}.")
     n_layers = len(weights)
     weight_grads, bias_grads = [None] * n_layers, [None] * n_layers
     delta = output_delta(fp.probabilities, targets, fault)

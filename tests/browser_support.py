@@ -306,3 +306,44 @@ def publish_screenshots(folder, names):
         if source.exists():
             copied.append(Path(shutil.copyfile(source, SCREENSHOT_DIR / f"{name}.png")))
     return copied
+
+
+# --- browser tests' plumbing ---------------------------------------------------------------
+
+@contextlib.contextmanager
+def chromium_browser():
+    """Debian's Chromium through Playwright (skips with the reason where either is missing)."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Trail:
+    """A browser test's page and what it is doing (`trail.step = "reload"`); on failure, the
+    evidence: a screenshot and the server's log tail in the message. Closes the page's context."""
+
+    def __init__(self, browser, server, shots):
+        self.server, self.shots, self.step = server, shots, "start"
+        self.context = browser.new_context(viewport=VIEWPORT)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(PAGE_TIMEOUT_MS)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        try:
+            if isinstance(error, Exception):
+                try:
+                    path = screenshot(self.page, self.shots, f"FAILED_{self.step}")
+                except Exception as shot_error:  # noqa: BLE001 - the original error matters more
+                    path = f"(no screenshot: {shot_error})"
+                raise AssertionError(f"{self.step}: {error}\nscreenshot: {path}\nserver log tail:\n"
+                                     f"{self.server.log_tail()}") from error
+        finally:
+            self.context.close()

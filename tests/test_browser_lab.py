@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from browser_support import (VIEWPORT, PAGE_TIMEOUT_MS, StreamlitServer, assert_no_exception, go_to, home_title,
-                             launch_chromium, main_area, require_browser, screenshot, settle, wait_title)
+from browser_support import (PAGE_TIMEOUT_MS, StreamlitServer, Trail, assert_no_exception, chromium_browser, go_to,
+                             home_title, main_area, screenshot, settle, wait_title)
 from conftest import require_sample
 
 pytestmark = pytest.mark.browser
@@ -24,12 +24,8 @@ RUN_EPOCH = """() => { const label = document.querySelector('.digitlab-live .bar
 
 @pytest.fixture(scope="module")
 def chromium():
-    require_browser()
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
+    with chromium_browser() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +79,6 @@ def wait_port_free(port, timeout=20):
         time.sleep(0.2)
 
 
-def new_page(chromium):
-    context = chromium.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(PAGE_TIMEOUT_MS)
-    return context, page
-
-
 def fill(page, label, value):
     box = page.get_by_label(label, exact=True)
     box.fill(str(value))
@@ -122,24 +111,16 @@ def wait_run_epoch(page, epoch, timeout_ms=120_000):
     return page.evaluate(RUN_EPOCH)
 
 
-def evidence(server, page, shots, name, error):
-    try:
-        path = screenshot(page, shots, f"FAILED_{name}")
-    except Exception as shot_error:  # noqa: BLE001 - the original error matters more
-        path = f"(no screenshot: {shot_error})"
-    raise AssertionError(f"{error}\nscreenshot: {path}\nserver log tail:\n{server.log_tail()}") from error
-
-
 def test_a_reload_mid_run_keeps_the_run_going_to_its_end(chromium, servers, shots):
     server = servers(require_sample())
-    context, page = new_page(chromium)
-    step = "build"
-    try:
+    with Trail(chromium, server, shots) as trail:
+        page = trail.page
+        trail.step = "build"
         build(page, server, str(hidden_width()))
-        step = "start"
+        trail.step = "start"
         start_run(page, epochs=20)
         before = wait_run_epoch(page, 3)
-        step = "reload"
+        trail.step = "reload"
         page.reload()
         wait_title(page)
         settle(page)
@@ -150,31 +131,27 @@ def test_a_reload_mid_run_keeps_the_run_going_to_its_end(chromium, servers, shot
         seen = wait_run_epoch(page, 4)  # still moving
         assert seen >= 4
         screenshot(page, shots, "reloaded_mid_run")
-        step = "end"
+        trail.step = "end"
         main_area(page).get_by_text("Completed 20 epochs").wait_for(timeout=180_000)
         settle(page)
         assert "ended at epoch 20/20" in main_area(page).inner_text()
         assert main_area(page).get_by_role("button", name="Stop").count() == 0
         assert "Stopped" not in main_area(page).inner_text()
-    except Exception as error:  # noqa: BLE001
-        evidence(server, page, shots, step, error)
-    finally:
-        context.close()
 
 
 def test_a_closed_tab_reopened_later_finds_its_run_live_or_finished(chromium, servers, shots):
     server = servers(require_sample())
-    context, page = new_page(chromium)
-    step = "build"
-    try:
+    with Trail(chromium, server, shots) as trail:
+        page = trail.page
+        trail.step = "build"
         build(page, server, str(hidden_width()))
         start_run(page, epochs=20)
         wait_run_epoch(page, 2)
         link = page.url
-        step = "close"
+        trail.step = "close"
         page.close()  # the tab, not the browser: a session the server sees go
         time.sleep(10)
-        page = context.new_page()
+        page = trail.page = trail.context.new_page()
         page.set_default_timeout(PAGE_TIMEOUT_MS)
         page.goto(link)
         wait_title(page)
@@ -186,30 +163,27 @@ def test_a_closed_tab_reopened_later_finds_its_run_live_or_finished(chromium, se
         if live:
             assert wait_run_epoch(page, 2) >= 2
         main_area(page).get_by_text("Completed 20 epochs").wait_for(timeout=180_000)
-    except Exception as error:  # noqa: BLE001
-        evidence(server, page, shots, step, error)
-    finally:
-        context.close()
 
 
 def test_a_killed_server_gives_the_lab_back_and_the_cut_run_resumes(chromium, servers, shots):
     first = servers(require_sample())
-    context, page = new_page(chromium)
-    server, step = first, "build"
-    try:
+    server = first
+    with Trail(chromium, server, shots) as trail:
+        page = trail.page
+        trail.step = "build"
         build(page, first, str(hidden_width()))
         start_run(page, epochs=3)
         main_area(page).get_by_text("Completed 3 epochs").wait_for(timeout=120_000)
-        step = "second run"
+        trail.step = "second run"
         start_run(page, epochs=40)
         wait_run_epoch(page, 3)
         link = page.url
         token = re.search(r"lab=([\w-]+)", link).group(1)
-        step = "kill -9"
+        trail.step = "kill -9"
         first.kill()
         wait_port_free(first.port)  # its training process ends by itself, and lets go of the port
-        server = servers(require_sample(), home=first.home, port=first.port)  # the same link works again
-        step = "after the restart"
+        server = trail.server = servers(require_sample(), home=first.home, port=first.port)  # the same link again
+        trail.step = "after the restart"
         page.goto(link)
         wait_title(page)
         settle(page)
@@ -222,7 +196,7 @@ def test_a_killed_server_gives_the_lab_back_and_the_cut_run_resumes(chromium, se
         text = main_area(page).inner_text()
         assert re.search(r"Interrupted by a server restart in epoch \d+ of 40", text), text[:2000]
         screenshot(page, shots, "after_restart")
-        step = "resume"
+        trail.step = "resume"
         main_area(page).get_by_role("button", name=re.compile("Resume the interrupted run")).click()
         page.wait_for_selector(".digitlab-live .bar-label[data-bar=run]", timeout=60_000)
         assert wait_run_epoch(page, trained - 3 + 1) > trained - 3  # it goes on from where it was cut
@@ -232,46 +206,38 @@ def test_a_killed_server_gives_the_lab_back_and_the_cut_run_resumes(chromium, se
         assert_no_exception(page, "Train after resuming")
         # The first run is in the lab's history, the resumed one beside it.
         assert "Compare runs" in main_area(page).inner_text()
-    except Exception as error:  # noqa: BLE001
-        evidence(server, page, shots, step, error)
-    finally:
-        context.close()
 
 
 def test_a_fresh_offline_clone_trains_on_the_bundled_sample(chromium, servers, shots):
     server = servers(None)  # no MNIST_PATH, an empty Keras home, no internet
-    context, page = new_page(chromium)
-    step = "home"
-    try:
+    with Trail(chromium, server, shots) as trail:
+        page = trail.page
+        trail.step = "home"
         page.goto(server.url + "/")
         wait_title(page, home_title())
         settle(page)
         main_area(page).get_by_text("Using the 5,000-digit sample that ships with Digit Lab").wait_for()
         assert "4,000 training and 1,000 test images" in main_area(page).inner_text()
         screenshot(page, shots, "home_bundled_sample")
-        step = "train"
+        trail.step = "train"
         build(page, server, "64, 32")
         start_run(page, epochs=5, batch_size=100)
         main_area(page).get_by_text("Completed 5 epochs").wait_for(timeout=120_000)
         settle(page)
         accuracy = float(re.search(r"Test accuracy\s*([\d.]+)%", main_area(page).inner_text()).group(1))
         assert accuracy > 85, accuracy  # real digits learned
-    except Exception as error:  # noqa: BLE001
-        evidence(server, page, shots, step, error)
-    finally:
-        context.close()
 
 
 def test_a_digit_drawn_small_in_a_corner_is_drawn_again_and_read(chromium, servers, shots):
     from browser_support import canvas_locator, draw, go_to
     server = servers(require_sample())
-    context, page = new_page(chromium)
-    step = "build"
-    try:
+    with Trail(chromium, server, shots) as trail:
+        page = trail.page
+        trail.step = "build"
         build(page, server, "128")
         start_run(page, epochs=8, batch_size=50)
         main_area(page).get_by_text("Completed 8 epochs").wait_for(timeout=120_000)
-        step = "draw"
+        trail.step = "draw"
         go_to(page, "Predict")
         settle(page)
         page.get_by_role("tab", name=re.compile("Draw")).click()
@@ -286,20 +252,16 @@ def test_a_digit_drawn_small_in_a_corner_is_drawn_again_and_read(chromium, serve
         screenshot(page, shots, "predict_small_drawing")
         text = main_area(page).inner_text()
         assert "Prediction: 7" in text, text[-800:]
-    except Exception as error:  # noqa: BLE001
-        evidence(server, page, shots, step, error)
-    finally:
-        context.close()
 
 
 def test_inside_backprop_renders_its_formulas_and_steps(chromium, servers, shots):
     from browser_support import go_to, publish_screenshots
     server = servers(require_sample())
-    context, page = new_page(chromium)
-    step = "build"
-    try:
+    with Trail(chromium, server, shots) as trail:
+        page = trail.page
+        trail.step = "build"
         build(page, server, "32, 16")
-        step = "walk"
+        trail.step = "walk"
         go_to(page, "Inside_backprop")
         settle(page)
         main_area(page).locator(".katex").first.wait_for(timeout=30_000)  # the formulas rendered by KaTeX
@@ -312,7 +274,3 @@ def test_inside_backprop_renders_its_formulas_and_steps(chromium, servers, shots
         assert_no_exception(page, "Inside backprop")
         screenshot(page, shots, "inside_backprop")
         publish_screenshots(shots, ["inside_backprop"])
-    except Exception as error:  # noqa: BLE001
-        evidence(server, page, shots, step, error)
-    finally:
-        context.close()

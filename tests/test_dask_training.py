@@ -13,8 +13,8 @@ from engine.network import Network
 from engine.optimizers import Adam
 from engine.trainer import TrainConfig, train
 import ui.dask_training as dask_training
-import ui.training as training
 from app_support import apps, data_path, env  # noqa: F401 (fixtures)
+from support.jobs import make_job, wait_until
 
 distributed = pytest.importorskip("distributed")
 
@@ -32,24 +32,9 @@ def place(cluster):
     return dask_training.place(cluster.scheduler_address)
 
 
-def make_job(data, place, epochs=3, **config):
-    net = Network([784, 16, 10], seed=1)
-    return training.TrainingJob(net, Adam(0.003), data.x_train, data.y_train, data.x_test, data.y_test,
-                                TrainConfig(epochs=epochs, batch_size=50, seed=2, **config), place=place)
-
-
-def wait_until(predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_a_run_on_the_cluster_ends_with_the_network_a_local_run_gives(synthetic, place):
     heard = []
-    job = make_job(synthetic, place, validation_split=0.2)
+    job = make_job(synthetic, place=place, validation_split=0.2)
     job.listener = lambda j, what: heard.append((what, j.network.epochs_trained))
     job.start().join(120)
     assert job.status == "completed", job.message
@@ -65,7 +50,7 @@ def test_a_run_on_the_cluster_ends_with_the_network_a_local_run_gives(synthetic,
 
 
 def test_pause_and_stop_reach_the_worker_within_a_second(synthetic, place):
-    job = make_job(synthetic, place, epochs=100_000).start()
+    job = make_job(synthetic, place=place, epochs=100_000).start()
     assert wait_until(lambda: job.progress().batch > 0)
     assert "Dask worker at tcp://" in job.message
     job.pause()
@@ -83,7 +68,7 @@ def test_pause_and_stop_reach_the_worker_within_a_second(synthetic, place):
 
 
 def test_a_lost_worker_is_reported_and_the_last_epoch_is_kept(synthetic, place, cluster):
-    job = make_job(synthetic, place, epochs=100_000)
+    job = make_job(synthetic, place=place, epochs=100_000)
     epochs = []
     job.listener = lambda j, what: epochs.append((what, j.network.epochs_trained, j.network.params.copy()))
     job.start()
@@ -106,14 +91,14 @@ def test_the_dataset_is_sent_to_the_cluster_once(synthetic, place, monkeypatch):
     monkeypatch.setattr(place.client, "scatter", lambda *a, **k: calls.append(1) or real(*a, **k))
     monkeypatch.setattr(dask_training, "_scatters", {})
     for _ in range(2):
-        job = make_job(synthetic, place, epochs=1).start()
+        job = make_job(synthetic, place=place, epochs=1).start()
         job.join(60)
         assert job.status == "completed", job.message
     assert len(calls) == 1
 
 
 def test_runs_beyond_the_workers_wait_and_say_where(synthetic, place):
-    jobs = [make_job(synthetic, place, epochs=100_000).start() for _ in range(3)]
+    jobs = [make_job(synthetic, place=place, epochs=100_000).start() for _ in range(3)]
     try:
         assert wait_until(lambda: sum(j.status == "running" for j in jobs) == 2)
         time.sleep(0.5)
@@ -160,7 +145,7 @@ def test_the_train_page_offers_this_server_when_the_cluster_cannot_be_reached(ap
 
 
 def test_the_train_page_trains_on_the_cluster_when_told_to(apps, monkeypatch, cluster):
-    from app_support import build_network, finish, goto, joined, lab, set_train
+    from app_support import build_network, finish, goto, joined, set_train
     monkeypatch.setenv("DIGITLAB_SCHEDULER", cluster.scheduler_address)
     at = apps.new()
     build_network(at, layers="16")

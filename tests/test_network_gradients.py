@@ -205,3 +205,10 @@ def test_gradient_checks_own_dropout_mask_also_exposes_the_missing_scale():
     net, x, y, _ = make_case([6, 7, 5, 4], "tanh", True, 6, 1.0, 3, False)
     assert gradient_check(net, x, y, keep_prob=0.5).passed
     assert not gradient_check(net, x, y, keep_prob=0.5, fault="dropout_scale").passed
+
+
+def test_a_misspelled_fault_is_refused_rather_than_passing_a_check_unnoticed():
+    net = Network([784, 8, 10], seed=0, dtype="float64")
+    x, y = np.random.default_rng(0).random((4, 784)), np.array([1, 2, 3, 4])
+    with pytest.raises(ValueError, match="Unknown fault 'bias_gradients'.*bias_gradient"):
+        gradient_check(net, x, y, fault="bias_gradients")

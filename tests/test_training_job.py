@@ -12,6 +12,7 @@ import ui.training as training
 from engine.network import Network
 from engine.optimizers import Adam
 from engine.trainer import TrainConfig, evaluate, train
+from support.jobs import make_job, wait_until
 from ui.charts import training_curves
 
 
@@ -23,22 +24,6 @@ def mode(request, monkeypatch):
     else:
         monkeypatch.setattr(training, "_FORK", None)
     return request.param
-
-
-def make_job(data, epochs=3, **config):
-    net = Network([784, 16, 10], seed=1)
-    job = training.TrainingJob(net, Adam(0.003), data.x_train, data.y_train, data.x_test, data.y_test,
-                               TrainConfig(epochs=epochs, batch_size=50, seed=2, **config))
-    return job
-
-
-def wait_until(predicate, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_background_run_equals_training_in_place(synthetic, mode):
