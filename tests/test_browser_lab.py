@@ -121,16 +121,20 @@ def test_a_reload_mid_run_keeps_the_run_going_to_its_end(chromium, servers, shot
         start_run(page, epochs=20)
         before = wait_run_epoch(page, 3)
         trail.step = "reload"
+        began = time.monotonic()
         page.reload()
         wait_title(page)
         settle(page)
+        reload_seconds = time.monotonic() - began
         assert_no_exception(page, "Train after a reload mid-run")
         text = main_area(page).inner_text()
-        assert main_area(page).get_by_role("button", name="Stop").count() == 1, \
-            f"the run is not live after the reload (it was at epoch {before}):\n{text[:1500]}"
-        seen = wait_run_epoch(page, 4)  # still moving
-        assert seen >= 4
-        screenshot(page, shots, "reloaded_mid_run")
+        assert "Stopped" not in text and "tab closed" not in text, text[:1500]
+        if main_area(page).get_by_role("button", name="Stop").count():  # live again, and moving
+            assert wait_run_epoch(page, before + 1) > before
+            screenshot(page, shots, "reloaded_mid_run")
+        else:  # a reload that took long (Chromium, seen 1 time in ~15): the run went on meanwhile
+            print(f"\nthe reload took {reload_seconds:.1f} s; the run had gone on to its end meanwhile")
+            assert "Completed 20 epochs" in text, f"neither live nor completed after the reload:\n{text[:1500]}"
         trail.step = "end"
         main_area(page).get_by_text("Completed 20 epochs").wait_for(timeout=180_000)
         settle(page)
