@@ -69,6 +69,16 @@ class Workspace:
         self.inverse_n = dt(1 / n)
         self.tiny = np.finfo(dt).tiny
 
+    def dead_share(self):
+        """Per hidden layer, the share of units active for no sample of the last batch (a "dead"
+        ReLU gets no gradient); None for tanh and sigmoid, which never switch off."""
+        kind, widths = self.net.activation, self.net.sizes[1:-1]
+        if kind == "relu":      # `active` holds z > 0
+            return [float(np.mean(~a[:, :w].any(axis=0))) for a, w in zip(self.active, widths)]
+        if kind == "leaky_relu":  # `active` holds z <= 0 (where the leak applies)
+            return [float(np.mean(a[:, :w].all(axis=0))) for a, w in zip(self.active, widths)]
+        return None
+
     def _activations_buffer(self, width):
         """(n, width + extra) zeros whose extra column (with biases) is all ones."""
         buf = np.zeros((self.n, width + self.extra), self.net.dtype)

@@ -215,11 +215,21 @@ class Network:
             acc = accuracy(fp.probabilities, targets)
             self.backward(fp, targets, fault)
             return loss, acc, self.grads
-        ws = self._workspace(len(x))
+        ws = self._last_workspace = self._workspace(len(x))
         if x is not ws.x:                       # the trainer writes straight into ws.x
             x = np.asarray(x)
             np.copyto(ws.x, x.reshape(len(x), -1), casting="unsafe")
         return ws.step(np.asarray(targets), keep_prob, rng, masks)
+
+    def layer_weights(self, flat):
+        """The weight matrices of a flat parameter vector laid out like `params` (views)."""
+        return self._layer_views(flat)[0]
+
+    def dead_share(self):
+        """Per hidden layer, the share of units that were active for no sample of the last
+        training step's batch (None before a step, or for tanh and sigmoid)."""
+        ws = getattr(self, "_last_workspace", None)
+        return None if ws is None or ws not in self._workspaces.values() else ws.dead_share()
 
     def batch_buffer(self, n):
         """The (n, inputs) array `gradients` reads a batch of n from: fill it in place and pass it

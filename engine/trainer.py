@@ -83,6 +83,7 @@ class BatchEvent:
     samples_per_sec: float
     accuracy: float = float("nan")  # this batch's accuracy
     kind: str = "batch"
+    rows: object = None     # the batch's rows of the training images (indices into x)
 
     @property
     def run_fraction(self):
@@ -293,7 +294,8 @@ def _run(network, optimizer, x, y, config, validation):
             network.partial_epoch = (b + 1) / batches  # what the weights hold if the caller stops here
             now = clock.now()
             yield from clock.give(BatchEvent(epoch, run_epoch, config.epochs, b + 1, batches, loss, loss_sum / seen,
-                                             correct_sum / seen, lr, now, seen / max(now - epoch_start, 1e-9), acc))
+                                             correct_sum / seen, lr, now, seen / max(now - epoch_start, 1e-9), acc,
+                                             rows=idx))
         if not np.isfinite(network.params).all():
             restore(network, optimizer, good)
             yield EndEvent("diverged", f"Training diverged in {epoch_phrase(run_epoch, epoch)}: weights became "

@@ -162,3 +162,46 @@ def test_live_curves_stay_evenly_spaced_and_bounded(synthetic):
     assert training.MAX_CURVE_POINTS / 2 <= len(steps) <= training.MAX_CURVE_POINTS
     assert gaps.max() <= 1.01 * gaps.min()      # one spacing from the first epoch to the last
     assert steps[0] < 0.05 and steps[-1] > 9.9
+
+
+def test_a_run_sends_pictures_of_the_network_as_it_learns(synthetic, mode):
+    job = make_job(synthetic, epochs=3).start()
+    job.join(60)
+    panels, confusion, series, _ = job.pictures()
+    assert panels is not None and panels.weights.shape == (16, 784)
+    np.testing.assert_allclose(panels.weights, job.network.weights[0][:, :16].T)  # the last ones: the end's
+    assert len(panels.strip_read) == len(panels.strip_prob) == 24 and np.all(panels.strip_prob <= 1)
+    assert confusion.shape == (10, 10) and confusion.sum() == len(synthetic.y_test)  # 200 < 500: all of them
+    assert len(series["grad_norm"]) >= 3 and all(len(g) == 2 for g in series["grad_norm"])  # a value per layer
+    ratios = [r for r in series["update_ratio"] if r is not None]
+    assert ratios and all(0 < r < 1 for layer in ratios for r in layer)
+    assert all(0 <= d <= 1 for share in series["dead_share"] if share for d in share)
+    snapshots = job.snapshots()
+    assert snapshots and snapshots[-1]["weights"].dtype == np.uint8 and snapshots[-1]["confusion"] is not None
+    assert [s["position"] for s in snapshots] == sorted(s["position"] for s in snapshots)
+
+
+def test_step_mode_trains_exactly_one_batch_at_a_time(synthetic, mode):
+    from engine.trainer import trainer
+    job = make_job(synthetic, epochs=5)
+    job.pause()  # started paused: its first batch is the first step
+    job.start()
+    assert wait_until(lambda: job.pictures()[3] is not None and job.status == "paused")
+    first = job.pictures()[3]
+    assert (first.epoch, first.batch) == (1, 1) and first.images.shape == (16, 28, 28)
+    assert first.loss_after < first.loss_before  # the step lowered that batch's loss
+    job.step(1)
+    assert wait_until(lambda: job.pictures()[3] is not first and job.status == "paused")
+    second = job.pictures()[3]
+    assert (second.epoch, second.batch) == (1, 2) and len(second.grad_norms) == 2
+    time.sleep(0.5)
+    assert job.progress().batch == 2  # and no further
+    # the same two batches trained in place give the same network
+    twin, optimizer = Network([784, 16, 10], seed=1), Adam(0.003)
+    steps = trainer(twin, optimizer, synthetic.x_train, synthetic.y_train, TrainConfig(epochs=5, batch_size=50, seed=2))
+    for _ in range(2):
+        next(steps)
+    steps.close()
+    assert wait_until(lambda: np.array_equal(job.network.params, twin.params), timeout=5)
+    job.stop()
+    job.join(30)

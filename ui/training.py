@@ -39,8 +39,11 @@ MAX_RUNS = max(1, int(os.environ.get("DIGITLAB_MAX_RUNS", CORES - 1)))
 BLAS_THREADS_PER_RUN = max(1, (CORES - 1) // MAX_RUNS)
 _RUN_SLOTS = threading.BoundedSemaphore(MAX_RUNS)
 MAX_CURVE_POINTS = 400  # per-batch points kept for the live chart (thinned: light to redraw)
+MAX_SNAPSHOTS = 400     # a run's replay pictures at most (~13 KB each)
 POLL_SECONDS = 0.1
 SEND_SECONDS = 0.1       # how often the child sends its batch events
+PANEL_SECONDS = 0.5      # how often it draws the network's pictures (engine.diagnostics)
+STEP_IMAGES = 16         # a step's digits shown
 STOP_GRACE = 0.8         # seconds a Stop waits for the child before ending it
 ACTIVE = ("queued", "running", "paused")
 # Runs train in forked processes on Linux unless DIGITLAB_TRAINING=thread (elsewhere: macOS's
@@ -96,6 +99,31 @@ class Failed:
 
 
 @dataclass
+class Panels:
+    """The live view's pictures of the network (engine.diagnostics), a few times a second."""
+    run_epoch: int
+    position: float           # epochs of the network's life at this moment (2.5: half-way through the 3rd)
+    weights: np.ndarray       # the first layer's first units, (units, 784) float32
+    strip_read: np.ndarray    # the digit read for each strip digit
+    strip_prob: np.ndarray
+    stats: dict               # per layer: grad_norm, update_ratio, dead_share, histograms
+    confusion: np.ndarray = None  # at the end of an epoch
+
+
+@dataclass
+class StepReport:
+    """One batch trained in step mode: its digits, its loss before and after, the gradients."""
+    images: np.ndarray        # up to STEP_IMAGES of the batch's digits (uint8, 28x28)
+    labels: np.ndarray
+    loss_before: float
+    loss_after: float
+    grad_norms: list
+    epoch: int
+    batch: int
+    batches: int
+
+
+@dataclass
 class Progress:
     """A consistent copy of a job's progress for drawing (taken under the lock)."""
     status: str
@@ -144,6 +172,10 @@ class TrainingJob:
         self._pause, self._stop = events.Event(), events.Event()
         self._stop_kind = "Stopped"  # or why the lab stopped it
         self._remote = None          # a run on a cluster: where Pause/Stop are passed on
+        self._granted = (_FORK or multiprocessing).Value("i", 0)  # batches granted in step mode
+        self._panels = self._confusion = self._step_report = None
+        self._series = {"position": [], "grad_norm": [], "update_ratio": [], "dead_share": []}
+        self._snapshots = []       # light pictures of the run for its replay (see _keep_snapshot)
         self._logged_start = False
         self._last = None
         self._steps, self._loss, self._acc = [], [], []
@@ -185,6 +217,17 @@ class TrainingJob:
 
     def join(self, timeout=None):
         self._thread.join(timeout)
+
+    def step(self, batches=1):
+        """Step mode: train `batches` more batches of a paused run (each is reported), then pause."""
+        if self.place is not None:
+            raise ValueError("Step mode trains on this server only, not on a cluster.")
+        with self._granted.get_lock():
+            self._granted.value += int(batches)
+
+    @property
+    def can_step(self):
+        return self.place is None and self.status in ("paused", "queued", "running") and self.paused
 
     def wait_ended(self, timeout):
         """Wait up to `timeout` seconds for the run to end (not for its last save); True if it has."""
@@ -269,11 +312,12 @@ class TrainingJob:
         receiver, sender = (_FORK or multiprocessing).Pipe(duplex=False)
         args = (sender, self._pause, self._stop, self.network, self.optimizer, self.x_train, self.y_train,
                 self.x_test, self.y_test, self.config)
+        options = {"granted": self._granted}
         if in_process:  # forked: the child starts with this process's memory, nothing is copied
-            worker = _FORK.Process(target=_child_main, args=(receiver, *args, os.getpid()), daemon=True,
-                                   name="digitlab-training")
+            worker = _FORK.Process(target=_child_main, args=(receiver, *args, os.getpid()), kwargs=options,
+                                   daemon=True, name="digitlab-training")
         else:
-            worker = threading.Thread(target=run_trainer, args=args, daemon=True,
+            worker = threading.Thread(target=run_trainer, args=args, kwargs=options, daemon=True,
                                       name="digitlab-training")
         worker.start()
         if in_process:
@@ -336,6 +380,11 @@ class TrainingJob:
                 with self._lock:
                     self.status, self.message = "running", f"Training… (on the Dask worker at {message.worker})"
                 self._log("started")
+            elif isinstance(message, Panels):
+                self._record_panels(message)
+            elif isinstance(message, StepReport):
+                with self._lock:
+                    self._step_report = message
             elif isinstance(message, Events):
                 for event in message.events:
                     self._record(event)
@@ -369,9 +418,46 @@ class TrainingJob:
     def _apply(self, weights):
         """Weights, optimizer state and history sent by the trainer (after each epoch, at the end)."""
         self.network.params[...] = weights.params  # in place: views held by the pages stay valid
-        self.optimizer.load_state(weights.optimizer_state, weights.params.size, weights.params.dtype)
+        if weights.optimizer_state is not None:
+            self.optimizer.load_state(weights.optimizer_state, weights.params.size, weights.params.dtype)
         self.network.epochs_trained, self.network.partial_epoch = weights.epochs_trained, weights.partial_epoch
         self.network.history[:] = weights.history
+
+    def _record_panels(self, panels):
+        with self._lock:
+            self._panels = panels
+            if panels.confusion is not None:
+                self._confusion = panels.confusion
+            series = self._series
+            series["position"].append(panels.position)
+            for key in ("grad_norm", "update_ratio", "dead_share"):
+                series[key].append(panels.stats.get(key))
+            if len(series["position"]) > MAX_CURVE_POINTS:  # evenly thinned, as the curves are
+                for key in series:
+                    series[key] = series[key][::2]
+            self._keep_snapshot(panels)
+
+    def _keep_snapshot(self, panels):
+        """A light picture for the replay: the first-layer weights as bytes (their shared scale
+        kept), the strip's readings, the confusion matrix so far: ~13 KB; at most MAX_SNAPSHOTS,
+        evenly thinned, so a run's replay stays under ~6 MB however long it trains."""
+        limit = float(np.abs(panels.weights).max()) or 1.0
+        quantized = np.round((panels.weights / limit + 1) * 127.5).astype(np.uint8)
+        self._snapshots.append({"position": panels.position, "run_epoch": panels.run_epoch, "weights": quantized,
+                                "weights_limit": limit, "strip_read": panels.strip_read,
+                                "strip_prob": panels.strip_prob, "confusion": self._confusion})
+        if len(self._snapshots) > MAX_SNAPSHOTS:
+            self._snapshots = self._snapshots[::2]
+
+    def snapshots(self):
+        """The replay's pictures so far (oldest first)."""
+        with self._lock:
+            return list(self._snapshots)
+
+    def pictures(self):
+        """(latest Panels, confusion matrix so far, series of the layer statistics, last step report)."""
+        with self._lock:
+            return self._panels, self._confusion, {k: list(v) for k, v in self._series.items()}, self._step_report
 
     def _record(self, event):
         with self._lock:
@@ -407,7 +493,8 @@ class TrainingJob:
     def revision(self):
         """Changes whenever `progress()` would show something new; cheap (no copies)."""
         with self._lock:
-            return self.status, self.message, self._batches_seen, len(self._epochs)
+            return (self.status, self.message, self._batches_seen, len(self._epochs), len(self._snapshots),
+                    id(self._step_report))
 
     def progress(self):
         """A snapshot of the progress, safe to draw while the thread goes on."""
@@ -493,7 +580,7 @@ class TrainingJob:
 
 
 # --- the trainer's side (child process, or thread) -----------------------------------------
-def _child_main(servers_end, *args):
+def _child_main(servers_end, *args, **options):
     """Entry of the forked child: default signal handling (the server's handlers would only
     ask its event loop, which does not run here, to stop), the server's end of the pipe
     closed (held open here, a dead server's pipe would never break: the run would train on,
@@ -501,11 +588,25 @@ def _child_main(servers_end, *args):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     servers_end.close()
-    run_trainer(*args)
+    run_trainer(*args, **options)
 
 
-def _state_of(network, optimizer):
-    """The weights message: copies, since training goes on while it is being sent."""
+def _take_step(granted):
+    """Take one of the batches granted in step mode, if any (a process-shared counter)."""
+    with granted.get_lock():
+        if granted.value > 0:
+            granted.value -= 1
+            return True
+    return False
+
+
+def _state_of(network, optimizer, with_optimizer=True):
+    """The weights message: copies, since training goes on while it is being sent. Without the
+    optimizer (a step in step mode): reading Adam's state folds its scaled moments, which moves
+    the later steps' rounding; it is read at epoch ends only, as training in place reads it."""
+    if not with_optimizer:
+        return Weights(network.params.copy(), None, network.epochs_trained, [dict(h) for h in network.history],
+                       network.partial_epoch)
     params, state, epochs_trained, _, partial = snapshot(network, optimizer)
     return Weights(params, state, epochs_trained, [dict(h) for h in network.history], partial)
 
@@ -538,16 +639,61 @@ class _Outbox:
         self._sender.close()
 
 
+class _PanelMaker:
+    """Draws the network's pictures for the live view every PANEL_SECONDS (and the confusion
+    matrix at each epoch's end). The update's size needs the weights before a step: they are
+    copied at one batch and compared at the next."""
+
+    def __init__(self, network, x_test, y_test):
+        from engine import diagnostics
+        self.diagnostics, self.network = diagnostics, network
+        self.probe = diagnostics.Probe.from_test_set(x_test, y_test, network.sizes[-1]) if len(y_test) else None
+        self.due, self.before = 0.0, None
+
+    def after(self, event):
+        """A Panels message for this event, or None."""
+        d, net = self.diagnostics, self.network
+        if self.probe is None:
+            return None
+        if event.kind == "batch":
+            if self.before is None:
+                if time.monotonic() < self.due:
+                    return None
+                self.before = net.params.copy()  # compared after the next step
+                return None
+            position = event.epoch - 1 + event.batch / event.batches
+            stats, self.before = d.layer_stats(net, self.before), None
+            self.due = time.monotonic() + PANEL_SECONDS
+            confusion = None
+        else:
+            position, stats, confusion = event.epoch, d.layer_stats(net), d.subset_confusion(net, self.probe)
+        read, prob = d.strip_readings(net, self.probe)
+        return Panels(event.run_epoch, float(position), d.first_layer_images(net), read, prob, stats, confusion)
+
+
+def _step_report(network, x, y, event, scale):
+    """What one batch trained in step mode did: its loss before (the batch's own) and after."""
+    rows = event.rows
+    loss_after = float(evaluate(network, x[rows], y[rows], scale=scale)[0])
+    images = np.asarray(x[rows[:STEP_IMAGES]]).reshape(-1, 28, 28) if x[0].size == 784 else np.zeros((0, 28, 28))
+    return StepReport(images, np.asarray(y[rows[:STEP_IMAGES]]), float(event.loss), loss_after,
+                      [float(np.linalg.norm(g)) for g in network.weight_grads], event.epoch, event.batch, event.batches)
+
+
 def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_test, y_test, config,
-                parent_pid=None, send_weights=None, weights_every=0.0):
+                parent_pid=None, send_weights=None, weights_every=0.0, granted=None, panels=True):
     """Run the engine's trainer, sending Events bundles, Weights after each epoch and at the end
     (from a child process or a cluster, send_weights: in a thread the server's network is
-    trained in place), then Ended or Failed. Honours pause/stop between batches; ends by itself if the parent
-    process is gone."""
+    trained in place), Panels a few times a second, then Ended or Failed. Honours pause/stop
+    between batches; while paused, each batch `granted` (a shared counter: step mode) is trained
+    and reported (StepReport). Ends by itself if the parent process is gone."""
     send_weights = parent_pid is not None if send_weights is None else send_weights
     weights_sent = -math.inf
     outbox = _Outbox(sender)
     pending, last_send = [], time.monotonic()
+    painter = _PanelMaker(network, x_test, y_test) if panels else None
+    stepping = pause.is_set()  # a run started paused trains its first batch as a step
+    scale = config.scale_inputs and np.asarray(x_train).dtype == np.uint8
 
     def flush():
         nonlocal pending, last_send
@@ -568,7 +714,18 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
             if event.kind == "end":
                 reason, message = event.reason, event.message
                 break
+            if event.kind == "batch" and stepping:
+                outbox.post(_step_report(network, x_train, y_train, event, scale))
+                if send_weights:  # the page shows the network one batch on
+                    outbox.post(_state_of(network, optimizer, with_optimizer=False))
+                stepping = False
+            panel = painter.after(event) if painter is not None else None
+            if event.kind == "batch":
+                event.rows = None  # not sent: the server needs none of it
             pending.append(event)
+            if panel is not None:
+                flush()
+                outbox.post(panel)
             if event.kind == "epoch":
                 flush()
                 if send_weights and time.monotonic() - weights_sent >= weights_every:
@@ -581,8 +738,12 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
                 if pause.is_set() and not stop.is_set():
                     outbox.post(Paused())  # after every event so far: the page's view is exact
                     while pause.is_set() and not stop.is_set() and parent_alive():
-                        time.sleep(POLL_SECONDS)
-                    outbox.post(Resumed())
+                        if granted is not None and _take_step(granted):
+                            stepping = True  # one batch, then back here
+                            break
+                        time.sleep(POLL_SECONDS / 4)
+                    if not stepping:
+                        outbox.post(Resumed())
                 if stop.is_set() or not parent_alive():
                     steps.close()  # the network keeps the weights of the last finished batch
                     reason = "stopped"
