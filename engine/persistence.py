@@ -41,8 +41,9 @@ def _text(value):
     return np.array(json.dumps(value))
 
 
-def model_arrays(network, optimizer=None, metadata=None):
-    """Everything saved for a network, as a dict of plain arrays.
+def model_arrays(network, optimizer=None, metadata=None, extra=None):
+    """Everything saved for a network, as a dict of plain arrays (`extra`: more named arrays
+    the caller keeps with it, e.g. a run's replay; loaded back as metadata["extra"]).
 
     A network with NaN or infinite weights is refused: the file could never be loaded back.
     """
@@ -60,6 +61,7 @@ def model_arrays(network, optimizer=None, metadata=None):
         "metadata": _text(metadata or {}),
     }
     arrays.update({name: np.ascontiguousarray(a) for name, a in network.parameter_arrays()})
+    arrays.update({f"extra_{name}": np.asarray(value) for name, value in (extra or {}).items()})
     if optimizer is not None:
         arrays["optimizer"] = _text(optimizer.config())
         for key, value in optimizer.state().items():
@@ -67,7 +69,7 @@ def model_arrays(network, optimizer=None, metadata=None):
     return arrays
 
 
-def save_network(path, network, optimizer=None, metadata=None, durable=True):
+def save_network(path, network, optimizer=None, metadata=None, durable=True, extra=None):
     """Write atomically (temporary file, then rename): an interrupted save never leaves a
     half-written file under the final name. `durable`: flush it to the disk itself before the
     rename (survives a power cut, not only a crash of the process)."""
@@ -77,7 +79,7 @@ def save_network(path, network, optimizer=None, metadata=None, durable=True):
     fd, tmp = tempfile.mkstemp(suffix=".npz.part", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **model_arrays(network, optimizer, metadata))
+            np.savez(f, **model_arrays(network, optimizer, metadata, extra))
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
@@ -89,10 +91,10 @@ def save_network(path, network, optimizer=None, metadata=None, durable=True):
     return path
 
 
-def network_bytes(network, optimizer=None, metadata=None):
+def network_bytes(network, optimizer=None, metadata=None, extra=None):
     """The saved form in memory (for a download button)."""
     buffer = io.BytesIO()
-    np.savez(buffer, **model_arrays(network, optimizer, metadata))
+    np.savez(buffer, **model_arrays(network, optimizer, metadata, extra))
     return buffer.getvalue()
 
 
@@ -213,7 +215,7 @@ def _network_from_arrays(arrays):
             raise ModelFileError(f"{name} holds NaN or infinite weights.")
     known = {"format", "sizes", "activation", "use_bias", "dtype", "epochs_trained", "partial_epoch", "history",
              "metadata"}
-    extra = sorted(k for k in arrays if k not in known and k not in shapes and not k.startswith("optimizer"))
+    extra = sorted(k for k in arrays if k not in known and k not in shapes and not k.startswith(("optimizer", "extra_")))
     if extra:
         raise ModelFileError(f"Unexpected arrays in the model file: {', '.join(extra)}.")
     epochs_trained = int(_scalar(arrays, "epochs_trained", "iu"))
@@ -235,6 +237,9 @@ def _network_from_arrays(arrays):
             raise ModelFileError("The model's share of a partial epoch must be in [0, 1].")
         network.partial_epoch = partial
     network.history = history
+    extra = {k[len("extra_"):]: v for k, v in arrays.items() if k.startswith("extra_")}
+    if extra:  # the caller's own arrays (e.g. a run's replay)
+        metadata["extra"] = extra
     return network, _optimizer_from_arrays(arrays, network), metadata
 
 

@@ -43,6 +43,10 @@ presets.button("Notebook preset", key="preset_notebook", on_click=apply_preset, 
                   help="784-64-32-10, ReLU, no biases, Adam 0.001, batch 100, 10 epochs: the original notebook.")
 presets.button("Recommended preset", key="preset_recommended", on_click=apply_preset, args=(lab, "recommended"),
                   help="The best settings found for a few thousand digits within a minute of training.")
+presets.button("Deep sigmoid (a lesson)", key="preset_deep_sigmoid", on_click=apply_preset, args=(lab, "deep_sigmoid"),
+               help="Eight sigmoid layers of 64: watch the gradients vanish layer by layer on Train.")
+presets.button("Deep ReLU", key="preset_deep_relu", on_click=apply_preset, args=(lab, "deep_relu"),
+               help="The same eight layers with ReLU, to compare.")
 
 bind(lab, BUILD, "b_")
 left, right = st.columns([2, 3])

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import live_view
-from ui.charts import runs_overlay, training_curves
+from ui.charts import confusion_figure, runs_overlay, training_curves, weights_mosaic
 from ui.frame import page_setup, require_dataset, require_network
 from ui.runs import describe_differences, finished_text, record_finished_run, resume_run, setting_problems, start_run
 from ui.settings import TRAIN, bind, remember
@@ -95,6 +95,10 @@ def on_start_here():
     lab.train_error = start_run(lab, dataset, keep_state=lab.continue_state, here=True)
 
 
+def on_step_start():
+    lab.train_error = start_run(lab, dataset, keep_state=lab.continue_state, here=True, paused=True)
+
+
 def on_resume_interrupted():
     lab.train_error = resume_run(lab, dataset)
 
@@ -117,6 +121,13 @@ def run_controls(job):
     if job is not None and job.active:
         if job.paused:
             controls.button("▶️ Resume", key="resume", on_click=job.resume, type="primary")
+            if job.place is None:  # step mode: a paused run trains the batches asked for, then pauses again
+                p = job.progress()
+                rest = (p.batches - p.batch) or p.batches
+                controls.button("👣 Step", key="step_1", on_click=job.step, args=(1,), help="Train exactly one batch.")
+                controls.button("Step ×10", key="step_10", on_click=job.step, args=(10,))
+                controls.button("Epoch", key="step_epoch", on_click=job.step, args=(rest,),
+                                help=f"Train the {rest} batches left in this epoch.")
         else:
             controls.button("⏸️ Pause", key="pause", on_click=job.pause)
         controls.button("⏹️ Stop", key="stop", on_click=stop_and_wait, args=(job,))
@@ -132,6 +143,8 @@ def run_controls(job):
     controls.button("▶️ Start training" if job is None or not job.resumable else "Start a new run", key="start",
                     on_click=on_start, type="secondary" if job is not None and job.resumable else "primary",
                     disabled=bool(problems), help=f"Fix the settings first: {blocked}" if problems else None)
+    controls.button("👣 Step", key="step_start", on_click=on_step_start, disabled=bool(problems),
+                    help="Start a run that trains one batch and pauses; then step on, a batch or an epoch at a time.")
     if lab.optimizer is not None and lab.optimizer.name == lab.settings["optimizer"]:
         # The lab's setting is the truth (Streamlit forgets a widget's state while it is hidden,
         # as it is during a run): the box starts from it and writes back to it.
@@ -141,6 +154,12 @@ def run_controls(job):
     if problems:
         st.caption(f"Start is off until the settings are fixed: {blocked}")
 
+
+if lab.network.activation == "sigmoid" and len(lab.network.sizes) - 2 >= 5:
+    st.info("**What to look at:** the *gradient norm* chart under the curves while this runs. With sigmoid, each "
+            "layer's gradient is a fraction of the next one's (a sigmoid's slope is at most 1/4), so layer 1's is "
+            "thousands of times smaller than the output layer's and the first layers barely learn: vanishing "
+            "gradients. Build the *Deep ReLU* preset and train it to see every layer's gradient keep its size.")
 
 LIVE_SECONDS, SLOW_SECONDS = 0.5, 2.0
 # While a run is active the browser's live view (ui/live_view.py) updates itself and asks for a
@@ -222,6 +241,62 @@ def live_progress():
 
 live_progress()
 live_view.preload()
+
+
+@st.fragment(run_every=0.5 if st.session_state.get("replay_playing") else None)
+def replay_view(name, replay):
+    """A finished run played back: the moment chosen (or played), its weights, strip, confusion and curves."""
+    last = len(replay) - 1
+    key = f"replay_moment_{name}"
+    if st.session_state.get("replay_playing"):
+        moment = st.session_state.get(key, 0) + int(st.session_state.get("replay_speed", 1))
+        st.session_state[key] = min(moment, last)
+        if moment >= last:
+            st.session_state["replay_playing"] = False
+    controls = st.container(horizontal=True, vertical_alignment="bottom")
+    playing = st.session_state.get("replay_playing", False)
+    if controls.button("⏸️ Pause the replay" if playing else "▶️ Play", key="replay_play"):
+        st.session_state["replay_playing"] = not playing
+        if not playing and st.session_state.get(key, 0) >= last:
+            st.session_state[key] = 0
+        st.rerun()
+    controls.selectbox("Speed", [1, 2, 4, 8], key="replay_speed", format_func=lambda v: f"{v}x")
+    k = st.slider("Moment of the run", 0, last, key=key,
+                  help="Each moment is a snapshot the run kept (twice a second while training, and at each "
+                       "epoch's end).")
+    position = float(replay.positions[k])
+    st.caption(f"Snapshot {k + 1} of {len(replay)} · the network's epoch {position:.2f} (this run's epoch "
+               f"{int(replay.run_epochs[k])})")
+    left, middle, right = st.columns([3, 3, 2])
+    with left:
+        st.markdown("**First layer's weights**")
+        st.image(weights_mosaic(replay.weights_at(k)), width="stretch")
+    with middle:
+        st.markdown("**The strip, read as then**")
+        names = dataset.class_names
+        st.image([img.reshape(28, 28) for img in replay.strip_images], width=44,
+                 caption=[f"{'✅' if r == t else '❌'}{names[int(r)]} {p:.0%}" for r, t, p in
+                          zip(replay.strip_read[k], replay.strip_true, replay.strip_prob[k])])
+    with right:
+        confusion = replay.confusions[k]
+        if confusion.min() >= 0:
+            st.plotly_chart(confusion_figure(confusion, names), key=f"replay_confusion_{name}", width="stretch")
+        else:
+            st.caption("The confusion matrix comes at the end of the first epoch.")
+    shown = replay.curve_steps <= position
+    if shown.any():
+        table = [r for r in next((run["history"] for run in lab.runs if run["name"] == name), [])
+                 if r["epoch"] <= position]
+        st.plotly_chart(training_curves(replay.curve_steps[shown], replay.curve_loss[shown],
+                                        replay.curve_accuracy[shown], table),
+                        key=f"replay_curves_{name}", width="stretch")
+
+
+if lab.replays and not lab.training:
+    st.subheader("Replay a run")
+    names = [run["name"] for run in lab.runs if run["name"] in lab.replays]
+    chosen = st.selectbox("Run", names[::-1], key="replay_run")  # the newest first
+    replay_view(chosen, lab.replays[chosen])
 
 if len(lab.runs) >= 2:
     st.subheader("Compare runs")

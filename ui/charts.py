@@ -255,3 +255,77 @@ def saliency_overlay(image, gradient, title):
     fig.update_layout(height=260, margin=dict(l=5, r=5, t=30, b=5), title=dict(text=title, font=dict(size=13)),
                       yaxis=dict(autorange="reversed", visible=False, scaleanchor="x"), xaxis=dict(visible=False))
     return fig
+
+
+def diagnostics_spec(series, histograms, rule=1e-3):
+    """Per layer over the run: gradient norm, update/weight ratio (the ~1e-3 rule of thumb as a
+    dashed line) and the share of dead ReLUs; and the latest weight histogram of each layer.
+    A plain spec (no plotly validation: rebuilt while training, as training_curves_spec)."""
+    x = series["position"]
+    colours = RUN_COLOURS
+    traces = []
+
+    def per_layer(key, axis, log=False):
+        values = series.get(key) or []
+        layers = max((len(v) for v in values if v), default=0)
+        for i in range(layers):
+            ys = [None if not v or (isinstance(v[i], float) and not np.isfinite(v[i])) else v[i] for v in values]
+            traces.append({"type": "scatter", "mode": "lines", "x": list(x), "y": ys, "name": f"layer {i + 1}",
+                           "legendgroup": f"layer {i + 1}", "showlegend": axis == 1,
+                           "line": {"color": colours[i % len(colours)], "width": 1.5},
+                           "xaxis": "x" if axis == 1 else f"x{axis}", "yaxis": "y" if axis == 1 else f"y{axis}"})
+        return layers
+
+    per_layer("grad_norm", 1)
+    per_layer("update_ratio", 2)
+    if x:
+        traces.append({"type": "scatter", "mode": "lines", "x": [x[0], x[-1]], "y": [rule, rule], "name": "1e-3",
+                       "showlegend": False, "line": {"color": "#888", "dash": "dash", "width": 1},
+                       "xaxis": "x2", "yaxis": "y2", "hoverinfo": "skip"})
+    per_layer("dead_share", 3)
+    for i, (counts, edges) in enumerate(histograms or []):
+        centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+        traces.append({"type": "bar", "x": centres, "y": counts, "name": f"layer {i + 1} weights", "showlegend": False,
+                       "marker": {"color": colours[i % len(colours)]}, "opacity": 0.6, "xaxis": "x4", "yaxis": "y4"})
+    title = {"xref": "paper", "yref": "paper", "y": 1.0, "yanchor": "bottom", "showarrow": False, "font": {"size": 13}}
+    layout = {
+        "height": 300, "margin": {"l": 10, "r": 10, "t": 36, "b": 10}, "barmode": "overlay",
+        "legend": {"orientation": "h", "y": -0.2},
+        "xaxis": {"domain": [0, 0.22], "anchor": "y"}, "yaxis": {"anchor": "x", "type": "log", "automargin": True},
+        "xaxis2": {"domain": [0.26, 0.48], "anchor": "y2"}, "yaxis2": {"anchor": "x2", "type": "log", "automargin": True},
+        "xaxis3": {"domain": [0.52, 0.74], "anchor": "y3"},
+        "yaxis3": {"anchor": "x3", "range": [0, 1], "tickformat": ".0%", "automargin": True},
+        "xaxis4": {"domain": [0.78, 1], "anchor": "y4"}, "yaxis4": {"anchor": "x4", "automargin": True},
+        "annotations": [{**title, "x": 0.11, "xanchor": "center", "text": "gradient norm"},
+                        {**title, "x": 0.37, "xanchor": "center", "text": "update / weight"},
+                        {**title, "x": 0.63, "xanchor": "center", "text": "dead ReLUs"},
+                        {**title, "x": 0.89, "xanchor": "center", "text": "weights now"}],
+    }
+    return {"data": traces, "layout": layout}
+
+
+def confusion_spec(confusion, class_names):
+    """The live confusion matrix (counts[true, read]) as a plain heatmap spec."""
+    names = [str(n) for n in class_names]
+    return {"data": [{"type": "heatmap", "z": np.asarray(confusion).tolist(), "x": names, "y": names,
+                      "colorscale": "Blues", "showscale": False,
+                      "hovertemplate": "true %{y}, read %{x}: %{z}<extra></extra>"}],
+            "layout": {"height": 300, "margin": {"l": 10, "r": 10, "t": 36, "b": 10},
+                       "title": {"text": "confusion (500 test digits)", "font": {"size": 13}},
+                       "xaxis": {"title": {"text": "read as"}, "type": "category"},
+                       "yaxis": {"title": {"text": "true"}, "autorange": "reversed", "type": "category"}}}
+
+
+def weights_mosaic(weights, columns=8, gap=2):
+    """First-layer weights (units, 784) as one RGB image of 28x28 tiles on one shared scale:
+    blue for +, red for -, white for 0 (as the live view draws them)."""
+    weights = np.asarray(weights, dtype=np.float32)
+    limit = float(np.abs(weights).max()) or 1.0
+    t = np.clip(weights / limit, -1, 1).reshape(-1, 28, 28)
+    rgb = np.stack([np.where(t > 0, 1 - t, 1), 1 - np.abs(t), np.where(t < 0, 1 + t, 1)], axis=-1)
+    rows = -(-len(t) // columns)
+    out = np.ones((rows * (28 + gap) - gap, columns * (28 + gap) - gap, 3), np.float32)
+    for k, tile in enumerate(rgb):
+        r, c = divmod(k, columns)
+        out[r * (28 + gap):r * (28 + gap) + 28, c * (28 + gap):c * (28 + gap) + 28] = tile
+    return (out * 255).astype(np.uint8)

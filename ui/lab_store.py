@@ -34,7 +34,7 @@ from engine.trainer import TrainConfig
 
 FORMAT = "digitlab-lab-1"
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")  # what secrets.token_urlsafe(16) makes; safe as a folder name
-NETWORK, LAB = "network.npz", "lab.json"
+NETWORK, LAB, REPLAYS = "network.npz", "lab.json", "replays.npz"
 MAX_LAB_JSON_BYTES = 16 * 2**20
 
 
@@ -96,11 +96,55 @@ def save(lab, weights=True):
                 save_network(folder / NETWORK, network, lab.optimizer, {"lab": lab.token}, durable=False)
             elif network is None:
                 (folder / NETWORK).unlink(missing_ok=True)
+            _save_replays(folder, lab)
             _write_text(folder / LAB, json.dumps(lab_record(lab), default=_json_default))
         return True
     except (OSError, ModelFileError, TypeError, ValueError) as error:
         print(f"digitlab: could not save lab {lab.token[:6]}…: {error}", file=sys.stderr, flush=True)
         return False
+
+
+def _save_replays(folder, lab):
+    """replays.npz, rewritten only when the lab has a replay the file lacks (replays never change)."""
+    names = sorted(lab.replays)
+    if lab.replays_saved == names:
+        return
+    arrays = replay_arrays(lab.replays)
+    fd, tmp = tempfile.mkstemp(suffix=".npz.part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, folder / REPLAYS)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    lab.replays_saved = names
+
+
+def replay_arrays(replays):
+    """{run name: Replay} as plain arrays (for replays.npz and a model file)."""
+    names = sorted(replays)
+    arrays = {"names": np.array(names)}
+    for i, name in enumerate(names):
+        arrays.update(replays[name].to_arrays(f"r{i}_"))
+    return arrays
+
+
+def replays_from(arrays):
+    """The {run name: Replay} of replay_arrays' output (odd entries left out)."""
+    from ui.replay import Replay
+    names = [str(n) for n in arrays.get("names", [])]
+    loaded = {name: Replay.from_arrays(arrays, f"r{i}_") for i, name in enumerate(names)}
+    return {name: replay for name, replay in loaded.items() if replay is not None}
+
+
+def _load_replays(folder):
+    """{run name: Replay} from replays.npz (never unpickled); {} when absent or unreadable."""
+    try:
+        with np.load(folder / REPLAYS, allow_pickle=False) as npz:
+            return replays_from({k: npz[k] for k in npz.files})
+    except (OSError, ValueError, EOFError):
+        return {}
 
 
 def lab_record(lab):
@@ -139,6 +183,8 @@ def load(token, make_lab):
     lab.dataset_path = record.get("dataset_path") if isinstance(record.get("dataset_path"), str) else None
     lab.dataset_name = str(record.get("dataset_name") or "mnist")
     lab.runs = saved_runs(record)
+    lab.replays = _load_replays(folder)
+    lab.replays_saved = sorted(lab.replays)
     lab.untrained_accuracy = _number(record.get("untrained_accuracy"))
     if (folder / NETWORK).is_file():
         try:

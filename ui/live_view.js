@@ -29,6 +29,19 @@ function skeleton(parent) {
          aria-valuenow="0" data-bar="epoch"><div class="bar-fill"></div></div>
     <div class="live-note" aria-live="polite"></div>
     <div class="live-chart"></div>
+    <div class="live-panels" hidden>
+      <div class="panel-row">
+        <div><div class="panel-title">The first layer's weights (one 28×28 image per unit; blue +, red −)</div>
+             <div class="grid weights"></div></div>
+        <div><div class="panel-title">24 test digits: what the network reads now (red: wrong)</div>
+             <div class="grid strip"></div></div>
+      </div>
+      <div class="panel-row">
+        <div class="chart diagnostics"></div>
+        <div class="chart confusion" style="flex: 0 1 20rem"></div>
+      </div>
+      <div class="step-report"></div>
+    </div>
     <div class="live-table"></div>`;
   parent.appendChild(root);
   return root;
@@ -58,6 +71,96 @@ function setTable(root, columns, rows, epochsDone) {
     `<td>${c === "epoch" ? row[c] : number(row[c], c === "seconds" ? 2 : 4)}</td>`).join("") + "</tr>").join("");
   const note = epochsDone > rows.length ? `<caption>the last ${rows.length} of ${epochsDone} epochs</caption>` : "";
   box.innerHTML = `<table>${note}<thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
+}
+
+function bytesOf(base64) {
+  const raw = atob(base64);
+  const out = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i += 1) out[i] = raw.charCodeAt(i);
+  return out;
+}
+
+function paint(canvas, bytes, offset, diverging) {
+  // One 28x28 image: grey ink on black, or (weights) blue for +, red for -, white for 0.
+  const context = canvas.getContext("2d");
+  const image = context.createImageData(28, 28);
+  for (let i = 0; i < 784; i += 1) {
+    const v = bytes[offset + i];
+    let r = v, g = v, b = v;
+    if (diverging) {
+      const t = (v - 127.5) / 127.5;
+      r = t > 0 ? 255 * (1 - t) : 255;
+      g = 255 * (1 - Math.abs(t));
+      b = t < 0 ? 255 * (1 + t) : 255;
+    }
+    image.data.set([r, g, b, 255], i * 4);
+  }
+  context.putImageData(image, 0, 0);
+}
+
+function cells(box, count, withLabel) {
+  // Reuse the grid's canvases (no flicker, no garbage) and make more when needed.
+  while (box.children.length < count) {
+    const cell = document.createElement("div");
+    cell.className = "cell";
+    const canvas = document.createElement("canvas");
+    canvas.width = 28;
+    canvas.height = 28;
+    cell.appendChild(canvas);
+    if (withLabel) cell.appendChild(document.createElement("span"));
+    box.appendChild(cell);
+  }
+  while (box.children.length > count) box.lastChild.remove();
+  return Array.from(box.children);
+}
+
+async function setPanels(root, panels, plotlyUrl) {
+  const box = root.querySelector(".live-panels");
+  if (!panels) { box.hidden = true; return; }
+  box.hidden = false;
+  const drawn = `${panels.seq}:${panels.step ? panels.step.where : ""}`;
+  if (box.dataset.drawn === drawn) return;  // redrawn only when the pictures changed (~twice a second)
+  box.dataset.drawn = drawn;
+  const weights = bytesOf(panels.weights.data);
+  cells(box.querySelector(".weights"), panels.weights.units, false).forEach((cell, k) =>
+    paint(cell.firstChild, weights, k * 784, true));
+  const strip = panels.strip;
+  const stripBox = box.querySelector(".strip");
+  const stripCells = cells(stripBox, strip.true.length, true);
+  if (stripBox.dataset.drawn !== "1") {  // the strip's digits do not change during a run
+    const digits = bytesOf(strip.data);
+    stripCells.forEach((cell, k) => paint(cell.firstChild, digits, k * 784, false));
+    stripBox.dataset.drawn = "1";
+  }
+  stripCells.forEach((cell, k) => {
+    const right = strip.read[k] === strip.true[k];
+    cell.className = right ? "cell" : "cell bad";
+    cell.lastChild.textContent = `${strip.names[strip.read[k]]} ${Math.round(strip.prob[k] * 100)}%`;
+  });
+  const Plotly = await loadPlotly(plotlyUrl);
+  const colour = getComputedStyle(root).color;
+  const themed = (layout) => ({ ...layout, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+                                font: { color: colour } });
+  await Plotly.react(box.querySelector(".diagnostics"), panels.diagnostics.data, themed(panels.diagnostics.layout),
+                     { displaylogo: false, responsive: true });
+  if (panels.confusion) {
+    await Plotly.react(box.querySelector(".confusion"), panels.confusion.data, themed(panels.confusion.layout),
+                       { displaylogo: false, responsive: true });
+  }
+  const report = box.querySelector(".step-report");
+  if (panels.step) {
+    const s = panels.step;
+    report.innerHTML = `<div class="panel-title">The last step: ${s.where}, loss of its batch ${s.loss_before.toFixed(4)}
+      → ${s.loss_after.toFixed(4)}; gradient norm by layer ${s.grad_norms.map((g) => g.toPrecision(3)).join(", ")}</div>
+      <div class="grid step-digits"></div>`;
+    const digits = bytesOf(s.data);
+    cells(report.querySelector(".step-digits"), s.count, true).forEach((cell, k) => {
+      paint(cell.firstChild, digits, k * 784, false);
+      cell.lastChild.textContent = strip.names[s.labels[k]];
+    });
+  } else {
+    report.textContent = "";
+  }
 }
 
 export default function (component) {
@@ -90,6 +193,7 @@ export default function (component) {
           setBar(root, "epoch", feed.epoch);
           root.querySelector(".live-note").textContent = "";
           setTable(root, feed.columns, feed.table, feed.epochs_done);
+          await setPanels(root, feed.panels, data.plotly);
           if (feed.figure) {
             const Plotly = await loadPlotly(data.plotly);
             // The page's own text colour on a transparent background: light and dark themes.

@@ -13,6 +13,7 @@ script asks for a redraw only when the run's status changes.
 Where static files cannot be served or written, `show` returns False and the page redraws
 the same content with Streamlit elements (the fallback is also what tests without a browser see).
 """
+import base64
 import functools
 import json
 import math
@@ -23,10 +24,12 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from engine.persistence import json_ready
-from ui.charts import training_curves_spec
+from engine.diagnostics import Probe
+from ui.charts import confusion_spec, diagnostics_spec, training_curves_spec
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"  # served as app/static/
 FEED_DIR = STATIC_DIR / "live"
@@ -48,6 +51,17 @@ CSS = """
 .digitlab-live table { border-collapse: collapse; font-size: 0.875rem; font-variant-numeric: tabular-nums; }
 .digitlab-live caption { text-align: left; font-size: 0.8rem; opacity: 0.7; padding-bottom: 0.25rem; }
 .digitlab-live th, .digitlab-live td { padding: 0.2rem 0.8rem; text-align: right; border-bottom: 1px solid rgba(151, 166, 195, 0.25); }
+.digitlab-live .panel-row { display: flex; flex-wrap: wrap; gap: 1.5rem; margin: 0.75rem 0; }
+.digitlab-live .panel-row > div { flex: 1 1 22rem; min-width: 0; }
+.digitlab-live .panel-title { font-size: 0.875rem; font-weight: 600; margin-bottom: 0.3rem; }
+.digitlab-live .panel-note { font-size: 0.8rem; opacity: 0.7; margin-top: 0.2rem; }
+.digitlab-live .grid { display: flex; flex-wrap: wrap; gap: 4px; }
+.digitlab-live .grid canvas { width: 48px; height: 48px; image-rendering: pixelated; border-radius: 3px; }
+.digitlab-live .cell { display: flex; flex-direction: column; align-items: center; font-size: 0.75rem;
+  font-variant-numeric: tabular-nums; }
+.digitlab-live .cell.bad { color: #d62728; font-weight: 600; }
+.digitlab-live .cell.bad canvas { outline: 2px solid #d62728; }
+.digitlab-live .chart { width: 100%; min-height: 300px; }
 """
 
 
@@ -76,7 +90,34 @@ def epoch_rows(p):
     return columns, rows
 
 
-def feed_payload(p, version):
+def _bytes(images):
+    """uint8 images as one base64 string (the view decodes them into canvases)."""
+    return base64.b64encode(np.ascontiguousarray(images, dtype=np.uint8).tobytes()).decode("ascii")
+
+
+def panels_payload(pictures, strip_images, strip_labels, class_names):
+    """The network's pictures for the view: the first layer's weights (bytes on one shared scale),
+    the strip (its digits, true classes, readings now), the confusion matrix, the layer
+    statistics' chart, and the last step of step mode. None before the first pictures arrive."""
+    panels, confusion, series, step = pictures
+    if panels is None:
+        return None
+    limit = float(np.abs(panels.weights).max()) or 1.0
+    weights = np.round((panels.weights / limit + 1) * 127.5)
+    out = {"seq": len(series["position"]), "weights": {"data": _bytes(weights), "units": len(panels.weights), "limit": limit},
+           "strip": {"data": _bytes(strip_images), "true": [int(v) for v in strip_labels],
+                     "read": [int(v) for v in panels.strip_read], "prob": [float(v) for v in panels.strip_prob],
+                     "names": [str(n) for n in class_names]},
+           "diagnostics": json_ready(diagnostics_spec(series, panels.stats.get("histograms"))),
+           "confusion": None if confusion is None else json_ready(confusion_spec(confusion, class_names))}
+    if step is not None:
+        out["step"] = {"data": _bytes(step.images), "count": len(step.images), "labels": [int(v) for v in step.labels],
+                       "loss_before": step.loss_before, "loss_after": step.loss_after,
+                       "grad_norms": step.grad_norms, "where": f"epoch {step.epoch}, batch {step.batch}/{step.batches}"}
+    return out
+
+
+def feed_payload(p, version, panels=None):
     """What the browser reads: plain JSON (no NaN), `version` grows with every change."""
     run_text, epoch_text = bar_texts(p)
     figure = None
@@ -91,7 +132,8 @@ def feed_payload(p, version):
     return {"version": version, "status": p.status, "active": p.status in ("queued", "running", "paused"),
             "run": {"fraction": min(p.run_fraction, 1.0), "text": run_text},
             "epoch": {"fraction": min(p.epoch_fraction, 1.0), "text": epoch_text},
-            "figure": figure, "columns": columns, "table": rows[-TABLE_ROWS:], "epochs_done": len(rows)}
+            "figure": figure, "columns": columns, "table": rows[-TABLE_ROWS:], "epochs_done": len(rows),
+            "panels": panels}
 
 
 @functools.lru_cache(maxsize=1)
@@ -123,6 +165,10 @@ class _Feed:
     def __init__(self, job):
         self.job = job
         self.name = f"{secrets.token_urlsafe(16)}.json"  # unguessable: another user cannot read it
+        self.strip = None
+        if job.x_test is not None and len(job.y_test):  # the trainer's strip: the same digits, by the same seed
+            probe = Probe.from_test_set(job.x_test, job.y_test, job.network.sizes[-1])
+            self.strip = (np.clip(np.round(probe.strip_x * 255), 0, 255).astype(np.uint8), probe.strip_y)
         self.path = FEED_DIR / self.name
         self.version, self._seen = 0, None
         self.write()  # there before the browser first asks
@@ -134,7 +180,9 @@ class _Feed:
             return
         self._seen, self.version = seen, self.version + 1
         partial = self.path.with_suffix(".part")
-        partial.write_text(json.dumps(feed_payload(self.job.progress(), self.version), allow_nan=False))
+        panels = None if self.strip is None else panels_payload(self.job.pictures(), *self.strip,
+                                                                 [str(c) for c in range(self.job.network.sizes[-1])])
+        partial.write_text(json.dumps(feed_payload(self.job.progress(), self.version, panels), allow_nan=False))
         os.replace(partial, self.path)  # the browser never reads half a file
 
     def _run(self):

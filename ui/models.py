@@ -10,7 +10,7 @@ import streamlit as st
 
 from engine.errors import ModelFileError
 from engine.persistence import load_network, save_network
-from ui.lab_store import saved_runs, saved_settings
+from ui.lab_store import replay_arrays, replays_from, saved_runs, saved_settings
 
 MODELS_DIR = Path(os.environ.get("DIGITLAB_MODELS_DIR", "models"))
 UPLOAD_LIMIT_BYTES = 100 * 1024 * 1024
@@ -40,9 +40,9 @@ def metadata_for(lab, dataset, name):
 
 
 def save_current(lab, dataset, name):
-    """Save the lab's network under `name`; returns the path."""
+    """Save the lab's network under `name`, its runs' replays with it; returns the path."""
     path = models_dir() / f"{name}.npz"
-    save_network(path, lab.network, lab.optimizer, metadata_for(lab, dataset, name))
+    save_network(path, lab.network, lab.optimizer, metadata_for(lab, dataset, name), extra=replay_arrays(lab.replays))
     return path
 
 
@@ -77,5 +77,6 @@ def adopt(lab, network, optimizer, metadata):
     lab.settings.update(hidden=list(network.hidden_sizes), activation=network.activation,  # the form
                         use_bias=network.use_bias, dtype=np.dtype(network.dtype).name)  # describes the network
     lab.runs = saved_runs(metadata)
+    lab.replays = replays_from(metadata.get("extra") or {})
     lab.job = None
     lab.save()

@@ -10,6 +10,7 @@ from engine.schedules import Schedule
 from engine.trainer import TrainConfig
 from ui.state import data_key
 from ui.dask_training import Unreachable
+from ui.replay import replay_of
 from ui.training import TrainingJob
 
 FINISHED = {"completed": ("✅", "Completed"), "stopped": ("⏹️", "Stopped"), "diverged": ("⚠️", "Diverged"),
@@ -69,11 +70,11 @@ def run_optimizer(settings, network, previous=None, keep_state=True):
     return fresh
 
 
-def start_run(lab, dataset, keep_state=True, here=False):
+def start_run(lab, dataset, keep_state=True, here=False, paused=False):
     """Validate everything, then start a background run: on the Dask cluster when
     DIGITLAB_SCHEDULER names one (unless `here`), else on this server. Returns an error message
     or None; when the cluster cannot be reached, `lab.offer_here` is set (the page offers to
-    train on this server instead)."""
+    train on this server instead). `paused`: step mode, the run trains one batch and pauses."""
     if lab.training:
         return "A run is already going on."
     settings = dict(lab.settings)
@@ -89,7 +90,7 @@ def start_run(lab, dataset, keep_state=True, here=False):
         lab.offer_here = True
         return f"{why} Train on this server instead, or ask whoever runs the cluster to start it."
     lab.offer_here = False
-    _launch(lab, dataset, optimizer, config, settings, place=place)
+    _launch(lab, dataset, optimizer, config, settings, place=place, paused=paused)
     return None
 
 
@@ -117,7 +118,7 @@ def resume_run(lab, dataset):
     return None
 
 
-def _launch(lab, dataset, optimizer, config, settings, resumes=None, place=None):
+def _launch(lab, dataset, optimizer, config, settings, resumes=None, place=None, paused=False):
     lab.optimizer = optimizer
     job = TrainingJob(lab.network, optimizer, dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
                       config, settings=settings, listener=lab.on_run_event, place=place,
@@ -126,6 +127,8 @@ def _launch(lab, dataset, optimizer, config, settings, resumes=None, place=None)
         job.continue_from(resumes)
     lab.job = job
     lab.save()  # a restart finds the run (and says it was interrupted) with the optimizer it had
+    if paused:
+        job.pause()
     job.start()
 
 
@@ -139,8 +142,12 @@ def record_finished_run(lab):
         job.recorded = True
         run_epochs = len(job.progress().epochs_table)
         history = [dict(r) for r in job.network.history[-run_epochs:]] if run_epochs else []
-        lab.runs.append({"name": f"run {len(lab.runs) + 1}", "settings": dict(job.settings), "history": history,
+        name = f"run {len(lab.runs) + 1}"
+        lab.runs.append({"name": name, "settings": dict(job.settings), "history": history,
                          "status": job.status, "test_accuracy": job.test_accuracy})
+        replay = replay_of(job)
+        if replay is not None:
+            lab.replays[name] = replay
         lab.version += 1
         if not math.isnan(job.test_accuracy):
             lab.remember_accuracy(job.test_accuracy, job.data_key)

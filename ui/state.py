@@ -19,6 +19,8 @@ class Lab:
     continue_state: bool = True          # a run continues the last one's optimizer state
     job: object = None                   # ui.training.TrainingJob of the latest run
     runs: list = field(default_factory=list)   # finished runs: {"name", "settings", "history"}
+    replays: dict = field(default_factory=dict)  # run name -> ui.replay.Replay
+    replays_saved: list = field(default=None, repr=False)  # the replays on disk (ui/lab_store.py)
     test_accuracy: float = float("nan")
     accuracy_key: tuple = None           # (version, data_key) that test_accuracy was measured for
     untrained_accuracy: float = float("nan")
