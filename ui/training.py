@@ -693,6 +693,7 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
     pending, last_send = [], time.monotonic()
     painter = _PanelMaker(network, x_test, y_test) if panels else None
     stepping = pause.is_set()  # a run started paused trains its first batch as a step
+    ending_epoch = False
     scale = config.scale_inputs and np.asarray(x_train).dtype == np.uint8
 
     def flush():
@@ -719,6 +720,9 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
                 if send_weights:  # the page shows the network one batch on
                     outbox.post(_state_of(network, optimizer, with_optimizer=False))
                 stepping = False
+                ending_epoch = event.batch == event.batches  # its epoch's end belongs to the step
+            elif event.kind == "epoch":
+                ending_epoch = False
             panel = painter.after(event) if painter is not None else None
             if event.kind == "batch":
                 event.rows = None  # not sent: the server needs none of it
@@ -733,6 +737,8 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
                     weights_sent = time.monotonic()
             elif time.monotonic() - last_send > SEND_SECONDS:
                 flush()
+            if (stepping or ending_epoch) and pause.is_set() and not stop.is_set():
+                continue  # a granted batch, or its epoch's end, has not come yet: on to it
             if pause.is_set() or stop.is_set() or outbox.broken:
                 flush()
                 if pause.is_set() and not stop.is_set():
