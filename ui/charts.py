@@ -271,6 +271,7 @@ def diagnostics_spec(series, histograms, rule=1e-3):
         for i in range(layers):
             ys = [None if not v or (isinstance(v[i], float) and not np.isfinite(v[i])) else v[i] for v in values]
             traces.append({"type": "scatter", "mode": "lines", "x": list(x), "y": ys, "name": f"layer {i + 1}",
+                           "connectgaps": True,  # epoch-end points have no update ratio: the line goes on
                            "legendgroup": f"layer {i + 1}", "showlegend": axis == 1,
                            "line": {"color": colours[i % len(colours)], "width": 1.5},
                            "xaxis": "x" if axis == 1 else f"x{axis}", "yaxis": "y" if axis == 1 else f"y{axis}"})
@@ -308,12 +309,13 @@ def confusion_spec(confusion, class_names):
     """The live confusion matrix (counts[true, read]) as a plain heatmap spec."""
     names = [str(n) for n in class_names]
     return {"data": [{"type": "heatmap", "z": np.asarray(confusion).tolist(), "x": names, "y": names,
-                      "colorscale": "Blues", "showscale": False,
+                      "colorscale": "Blues", "reversescale": True, "showscale": False,  # white 0, blue many
                       "hovertemplate": "true %{y}, read %{x}: %{z}<extra></extra>"}],
             "layout": {"height": 300, "margin": {"l": 10, "r": 10, "t": 36, "b": 10},
                        "title": {"text": "confusion (500 test digits)", "font": {"size": 13}},
-                       "xaxis": {"title": {"text": "read as"}, "type": "category"},
-                       "yaxis": {"title": {"text": "true"}, "autorange": "reversed", "type": "category"}}}
+                       "xaxis": {"title": {"text": "read as"}, "type": "category", "automargin": True},
+                       "yaxis": {"title": {"text": "true"}, "autorange": "reversed", "type": "category",
+                                 "automargin": True}}}
 
 
 def weights_mosaic(weights, columns=8, gap=2):
