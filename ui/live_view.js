@@ -1,6 +1,7 @@
 // The Train page's live view (see ui/live_view.py): polls the run's JSON feed and updates
 // its own elements in place; Plotly.react redraws the curves without rebuilding the chart.
 const POLL_MS = 450;  // a redraw costs ~50 ms of the browser's CPU; at least two a second are wanted
+const CHART_MS = 2500;  // the statistics chart's redraws at most this often
 
 function loadPlotly(url) {
   // One copy of plotly.js per page, shared by every mount of the view.
@@ -137,16 +138,6 @@ async function setPanels(root, panels, plotlyUrl) {
     cell.className = right ? "cell" : "cell bad";
     cell.lastChild.textContent = `${strip.names[strip.read[k]]} ${Math.round(strip.prob[k] * 100)}%`;
   });
-  const Plotly = await loadPlotly(plotlyUrl);
-  const colour = getComputedStyle(root).color;
-  const themed = (layout) => ({ ...layout, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
-                                font: { color: colour } });
-  await Plotly.react(box.querySelector(".diagnostics"), panels.diagnostics.data, themed(panels.diagnostics.layout),
-                     { displaylogo: false, responsive: true });
-  if (panels.confusion) {
-    await Plotly.react(box.querySelector(".confusion"), panels.confusion.data, themed(panels.confusion.layout),
-                       { displaylogo: false, responsive: true });
-  }
   const report = box.querySelector(".step-report");
   if (panels.step) {
     const s = panels.step;
@@ -161,6 +152,24 @@ async function setPanels(root, panels, plotlyUrl) {
   } else {
     report.textContent = "";
   }
+  // The charts cost the browser most (~50 ms a redraw, on the cores training may share):
+  // at most one redraw every CHART_MS, the confusion matrix only when it changed.
+  const now = performance.now();
+  if (now - (box.__chartsAt || 0) < CHART_MS) return;
+  box.__chartsAt = now;
+  const Plotly = await loadPlotly(plotlyUrl);
+  const colour = getComputedStyle(root).color;
+  const themed = (layout) => ({ ...layout, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+                                font: { color: colour } });
+  await Plotly.react(box.querySelector(".diagnostics"), panels.diagnostics.data, themed(panels.diagnostics.layout),
+                     { displaylogo: false, responsive: true });
+  const confusion = panels.confusion ? JSON.stringify(panels.confusion.data[0].z) : "";
+  if (panels.confusion && box.__confusion !== confusion) {
+    box.__confusion = confusion;
+    await Plotly.react(box.querySelector(".confusion"), panels.confusion.data, themed(panels.confusion.layout),
+                       { displaylogo: false, responsive: true });
+  }
+
 }
 
 export default function (component) {

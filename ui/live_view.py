@@ -180,10 +180,22 @@ class _Feed:
             return
         self._seen, self.version = seen, self.version + 1
         partial = self.path.with_suffix(".part")
-        panels = None if self.strip is None else panels_payload(self.job.pictures(), *self.strip,
-                                                                 [str(c) for c in range(self.job.network.sizes[-1])])
+        panels = self._panels()
         partial.write_text(json.dumps(feed_payload(self.job.progress(), self.version, panels), allow_nan=False))
         os.replace(partial, self.path)  # the browser never reads half a file
+
+    def _panels(self):
+        """The pictures' part of the feed, rebuilt only when new pictures came (twice a second at
+        most), not at every rewrite of the bars."""
+        if self.strip is None:
+            return None
+        pictures = self.job.pictures()
+        key = (len(pictures[2]["position"]), id(pictures[3]), pictures[1] is None)
+        if key != getattr(self, "_panels_key", None):
+            self._panels_key = key
+            self._panels_cache = panels_payload(pictures, *self.strip,
+                                                [str(c) for c in range(self.job.network.sizes[-1])])
+        return self._panels_cache
 
     def _run(self):
         try:
