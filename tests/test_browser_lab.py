@@ -278,3 +278,40 @@ def test_inside_backprop_renders_its_formulas_and_steps(chromium, servers, shots
         assert_no_exception(page, "Inside backprop")
         screenshot(page, shots, "inside_backprop")
         publish_screenshots(shots, ["inside_backprop"])
+
+
+PICTURES_JS = """() => {
+  const hash = (selector) => Array.from(document.querySelectorAll(selector)).map((canvas) => {
+    const data = canvas.getContext("2d").getImageData(0, 0, 28, 28).data;
+    let h = 0;
+    for (let i = 0; i < data.length; i += 7) h = (h * 31 + data[i]) % 1000000007;
+    return h;
+  }).join(",");
+  const labels = Array.from(document.querySelectorAll('.digitlab-live .strip .cell span')).map((s) => s.textContent);
+  return {weights: hash('.digitlab-live .weights canvas'), labels: labels.join("|"),
+          units: document.querySelectorAll('.digitlab-live .weights canvas').length, digits: labels.length};
+}"""
+
+
+def test_the_live_view_shows_the_weights_and_the_strip_changing_as_the_network_learns(chromium, servers, shots):
+    from browser_support import publish_screenshots
+    server = servers(require_sample())
+    with Trail(chromium, server, shots) as trail:
+        page = trail.page
+        build(page, server, str(hidden_width()))
+        trail.step = "train"
+        start_run(page, epochs=20)
+        page.wait_for_selector(".digitlab-live .live-panels:not([hidden]) .weights canvas", timeout=60_000)
+        first = page.evaluate(PICTURES_JS)
+        assert first["units"] == 16 and first["digits"] == 24, first
+        page.wait_for_function(f"() => ({PICTURES_JS})().weights !== {first['weights']!r}", timeout=30_000)
+        wait_run_epoch(page, 3)
+        later = page.evaluate(PICTURES_JS)
+        assert later["weights"] != first["weights"]  # the weight images moved
+        assert later["labels"] != first["labels"]     # and the strip's readings (or their certainty) did
+        assert main_area(page).locator(".digitlab-live .diagnostics .main-svg").count() >= 1
+        screenshot(page, shots, "train_live_pictures")
+        publish_screenshots(shots, ["train_live_pictures"])
+        trail.step = "stop"
+        main_area(page).get_by_role("button", name="Stop").click()
+        main_area(page).get_by_text(re.compile("Stopped during epoch")).wait_for(timeout=20_000)
