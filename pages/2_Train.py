@@ -261,9 +261,12 @@ def replay_view(name, replay):
             st.session_state[key] = 0
         st.rerun()
     controls.selectbox("Speed", [1, 2, 4, 8], key="replay_speed", format_func=lambda v: f"{v}x")
-    k = st.slider("Moment of the run", 0, last, key=key,
-                  help="Each moment is a snapshot the run kept (twice a second while training, and at each "
-                       "epoch's end).")
+    if last == 0:  # a run too short for more than one snapshot
+        k = 0
+    else:
+        k = st.slider("Moment of the run", 0, last, key=key,
+                      help="Each moment is a snapshot the run kept (twice a second while training, and at each "
+                           "epoch's end).")
     position = float(replay.positions[k])
     st.caption(f"Snapshot {k + 1} of {len(replay)} · the network's epoch {position:.2f} (this run's epoch "
                f"{int(replay.run_epochs[k])})")

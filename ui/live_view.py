@@ -102,8 +102,9 @@ def panels_payload(pictures, strip_images, strip_labels, class_names):
     panels, confusion, series, step = pictures
     if panels is None:
         return None
-    limit = float(np.abs(panels.weights).max()) or 1.0
-    weights = np.round((panels.weights / limit + 1) * 127.5)
+    finite = np.nan_to_num(panels.weights, nan=0.0, posinf=0.0, neginf=0.0)  # a diverging run has inf
+    limit = float(np.abs(finite).max()) or 1.0
+    weights = np.round((finite / limit + 1) * 127.5)
     out = {"seq": len(series["position"]), "weights": {"data": _bytes(weights), "units": len(panels.weights), "limit": limit},
            "strip": {"data": _bytes(strip_images), "true": [int(v) for v in strip_labels],
                      "read": [int(v) for v in panels.strip_read], "prob": [float(v) for v in panels.strip_prob],
@@ -114,7 +115,7 @@ def panels_payload(pictures, strip_images, strip_labels, class_names):
         out["step"] = {"data": _bytes(step.images), "count": len(step.images), "labels": [int(v) for v in step.labels],
                        "loss_before": step.loss_before, "loss_after": step.loss_after,
                        "grad_norms": step.grad_norms, "where": f"epoch {step.epoch}, batch {step.batch}/{step.batches}"}
-    return out
+    return json_ready(out)  # a diverging run's numbers may be NaN or infinite: JSON has no such thing
 
 
 def feed_payload(p, version, panels=None):
@@ -243,7 +244,7 @@ def show(job):
         return False
     try:
         feed = _feed_for(job)
-    except OSError:
+    except (OSError, ValueError):  # no feed to write: the page draws the run itself
         return False
     _component()(data={"feed": f"app/static/live/{feed.name}", "plotly": f"app/static/{PLOTLY_JS}",
                        "status": job.status},

@@ -441,8 +441,9 @@ class TrainingJob:
         """A light picture for the replay: the first-layer weights as bytes (their shared scale
         kept), the strip's readings, the confusion matrix so far: ~13 KB; at most MAX_SNAPSHOTS,
         evenly thinned, so a run's replay stays under ~6 MB however long it trains."""
-        limit = float(np.abs(panels.weights).max()) or 1.0
-        quantized = np.round((panels.weights / limit + 1) * 127.5).astype(np.uint8)
+        finite = np.nan_to_num(panels.weights, nan=0.0, posinf=0.0, neginf=0.0)  # a diverging run has inf
+        limit = float(np.abs(finite).max()) or 1.0
+        quantized = np.round((finite / limit + 1) * 127.5).astype(np.uint8)
         self._snapshots.append({"position": panels.position, "run_epoch": panels.run_epoch, "weights": quantized,
                                 "weights_limit": limit, "strip_read": panels.strip_read,
                                 "strip_prob": panels.strip_prob, "confusion": self._confusion})
