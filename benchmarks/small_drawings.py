@@ -217,7 +217,7 @@ def main(argv=None):
     lines = [f"| {len(digits)} test digits ({args.per_class} per class), pen {args.pen:g} px | "
              + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     raw_acc = pct(raw == labels)
-    lines.append(f"| raw 28x28 test digits | " + " | ".join(f"{raw_acc:.1f}%" for _ in names) + " |")
+    lines.append("| raw 28x28 test digits | " + " | ".join(f"{raw_acc:.1f}%" for _ in names) + " |")
     for name, (a, b) in (("large", large_range), ("small", small_range)):
         lines.append(f"| {name} drawings ({a:g}-{b:g} px) | "
                      + " | ".join(f"{pct(right(name, m)):.1f}%" for m in names) + " |")

@@ -89,7 +89,7 @@ if result is not None:
                     f"float64, ε = {settings_then['eps']:.0e}), {result.samples} samples, {seconds:.1f} s."
                     + (f" Backprop broken on purpose: {broken}." if broken else ""))
     if not broken and settings_then["eps"] >= 1e-4 and result.verdict not in ("excellent", "fine (kinks)"):
-        verdict_text += (f" A large ε makes the finite difference itself inexact (its error grows with ε²): "
+        verdict_text += (" A large ε makes the finite difference itself inexact (its error grows with ε²): "
                          "check again with ε = 1e-5 before suspecting backprop.")
     kinks = sum(l.kinks for l in result.layers)
     if kinks:
