@@ -161,12 +161,15 @@ if lab.network.activation == "sigmoid" and len(lab.network.sizes) - 2 >= 5:
             "thousands of times smaller than the output layer's and the first layers barely learn: vanishing "
             "gradients. Build the *Deep ReLU* preset and train it to see every layer's gradient keep its size.")
 
-LIVE_SECONDS, SLOW_SECONDS = 0.5, 2.0
+LIVE_SECONDS, SLOW_SECONDS, CHECK_SECONDS = 0.5, 2.0, 10.0
 # While a run is active the browser's live view (ui/live_view.py) updates itself and asks for a
-# redraw when the run's status changes; the fragment then only checks every 2 s. A queued run
-# has nothing new to draw either. Without the live view, the fragment redraws twice a second.
+# redraw when the run's status changes; the fragment then only checks every 10 s, in case that
+# request was lost (each rerun costs the server ~70 ms and the browser ~150 ms, on the cores the
+# run may share). A queued run without the live view is checked every 2 s; without the live
+# view, the fragment redraws twice a second.
 live = lab.training and live_view.available()
-refresh = None if not lab.training else SLOW_SECONDS if live or lab.job.status == "queued" else LIVE_SECONDS
+refresh = (None if not lab.training else CHECK_SECONDS if live
+           else SLOW_SECONDS if lab.job.status == "queued" else LIVE_SECONDS)
 
 
 def page_state():
@@ -240,7 +243,6 @@ def live_progress():
 
 
 live_progress()
-live_view.preload()
 
 
 @st.fragment(run_every=0.5 if st.session_state.get("replay_playing") else None)

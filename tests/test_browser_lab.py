@@ -309,7 +309,11 @@ def test_the_live_view_shows_the_weights_and_the_strip_changing_as_the_network_l
         later = page.evaluate(PICTURES_JS)
         assert later["weights"] != first["weights"]  # the weight images moved
         assert later["labels"] != first["labels"]     # and the strip's readings (or their certainty) did
-        assert main_area(page).locator(".digitlab-live .diagnostics .main-svg").count() >= 1
+        labels = page.evaluate("() => ['.live-chart', '.diagnostics', '.confusion'].map((c) => "
+                               "document.querySelector(`.digitlab-live ${c} canvas`)?.getAttribute('aria-label'))")
+        assert labels[0].startswith("Loss, Accuracy: loss (per batch, smoothed) "), labels  # drawn, with values
+        assert labels[1].startswith("gradient norm, update / weight, dead ReLUs, weights now: layer 1 "), labels
+        assert labels[2].startswith("confusion (500 test digits)"), labels
         screenshot(page, shots, "train_live_pictures")
         publish_screenshots(shots, ["train_live_pictures"])
         trail.step = "stop"

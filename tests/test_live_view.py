@@ -144,7 +144,7 @@ LIVE_STATE_JS = """() => {
   const chart = root.querySelector('.live-chart');
   return {run: root.querySelector('[role=progressbar]').getAttribute('aria-valuenow'),
           text: root.querySelector('.bar-label[data-bar=epoch]').innerText,
-          points: chart.data ? chart.data[0].x.length : 0,
+          points: chart.__drawn ? chart.__drawn.data[0].x.length : 0,
           same_chart: chart.__digitlabMark === 1};
 }"""
 
@@ -177,10 +177,9 @@ def test_live_view_in_a_browser():
         epochs.fill("2000")  # far longer than the test: it stops the run
         epochs.press("Enter")
         settle(page)
-        page.wait_for_function("() => !!window.Plotly", timeout=30_000)  # preloaded before any run
         screenshot(page, shots, "train_ready")
         page.get_by_role("button", name="Start training").click()
-        page.wait_for_selector(".digitlab-live .live-chart .main-svg", timeout=60_000)
+        page.wait_for_selector(".digitlab-live .live-chart canvas.live-canvas", timeout=60_000)
         page.evaluate("() => { document.querySelector('.digitlab-live .live-chart').__digitlabMark = 1; }")
 
         # Updated in place, at least ~twice a second, without rebuilding the chart.
@@ -227,7 +226,7 @@ def test_static_files_are_made_on_a_fresh_clone(tmp_path, monkeypatch):
     live_view.available.cache_clear()
     try:
         assert live_view.available()
-        assert (static / "plotly.min.js").stat().st_size > 1_000_000 and (static / "live").is_dir()
+        assert (static / "live").is_dir()
         stale, recent = static / "live" / "old.json", static / "live" / "new.json"
         stale.write_text("{}")
         recent.write_text("{}")

@@ -1,22 +1,10 @@
 // The Train page's live view (see ui/live_view.py): polls the run's JSON feed and updates
-// its own elements in place; Plotly.react redraws the curves without rebuilding the chart.
-const POLL_MS = 450;  // a redraw costs ~50 ms of the browser's CPU; at least two a second are wanted
-const CHART_MS = 2500;  // the statistics chart's redraws at most this often
-
-function loadPlotly(url) {
-  // One copy of plotly.js per page, shared by every mount of the view.
-  if (!window.__digitlabPlotly) {
-    window.__digitlabPlotly = new Promise((resolve, reject) => {
-      if (window.Plotly) return resolve(window.Plotly);
-      const script = document.createElement("script");
-      script.src = url;
-      script.onload = () => resolve(window.Plotly);
-      script.onerror = () => { window.__digitlabPlotly = null; reject(new Error("plotly.js did not load")); };
-      document.head.appendChild(script);
-    });
-  }
-  return window.__digitlabPlotly;
-}
+// its own elements in place; the charts are drawn on canvases (ui/live_charts.js, prepended).
+const POLL_MS = 450;  // bars, table, pictures and charts: at least two updates a second
+// A chart redraw costs about a millisecond; should one ever cost much more (a huge window, a
+// slow machine), that chart is redrawn at most once every DUTY times its last redraw's duration,
+// so the view never takes more than a few percent of the cores the run may share.
+const DUTY = 20;
 
 function skeleton(parent) {
   const root = document.createElement("div");
@@ -115,7 +103,34 @@ function cells(box, count, withLabel) {
   return Array.from(box.children);
 }
 
-async function setPanels(root, panels, plotlyUrl) {
+function drawChart(root, element, name, spec, force) {
+  // Redraw `element` with `spec` now if it is due (or `force`), else keep the spec for later.
+  element.__pending = spec;
+  if (!force && performance.now() < (element.__dueAt || 0)) return;
+  const began = performance.now();
+  if (!drawPlotlySpec(element, spec, getComputedStyle(root).color)) return;  // not laid out yet
+  element.__pending = null;
+  const cost = performance.now() - began;
+  element.__dueAt = began + DUTY * cost;
+  const stats = (window.__digitlabDraws = window.__digitlabDraws || {});  // read by benchmarks/bench_ui.py
+  const mine = (stats[name] = stats[name] || { count: 0, ms: 0 });
+  mine.count += 1;
+  mine.ms += cost;
+}
+
+function drawPending(root, force) {
+  // Charts whose newest spec was held back, drawn once they are due (or at the run's end).
+  for (const [name, element] of Object.entries(charts(root))) {
+    if (element.__pending) drawChart(root, element, name, element.__pending, force);
+  }
+}
+
+function charts(root) {
+  return { curves: root.querySelector(".live-chart"), diagnostics: root.querySelector(".diagnostics"),
+           confusion: root.querySelector(".confusion") };
+}
+
+function setPanels(root, panels) {
   const box = root.querySelector(".live-panels");
   if (!panels) { box.hidden = true; return; }
   box.hidden = false;
@@ -152,32 +167,17 @@ async function setPanels(root, panels, plotlyUrl) {
   } else {
     report.textContent = "";
   }
-  // The charts cost the browser most (~50 ms a redraw, on the cores training may share):
-  // at most one redraw every CHART_MS, the confusion matrix only when it changed.
-  const now = performance.now();
-  if (now - (box.__chartsAt || 0) < CHART_MS) return;
-  box.__chartsAt = now;
-  const Plotly = await loadPlotly(plotlyUrl);
-  const colour = getComputedStyle(root).color;
-  const themed = (layout) => ({ ...layout, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
-                                font: { color: colour } });
-  await Plotly.react(box.querySelector(".diagnostics"), panels.diagnostics.data, themed(panels.diagnostics.layout),
-                     { displaylogo: false, responsive: true });
+  const { diagnostics, confusion: confusionChart } = charts(root);
+  drawChart(root, diagnostics, "diagnostics", panels.diagnostics, false);
   const confusion = panels.confusion ? JSON.stringify(panels.confusion.data[0].z) : "";
-  if (panels.confusion && box.__confusion !== confusion) {
+  if (panels.confusion && box.__confusion !== confusion) {  // it changes once an epoch
     box.__confusion = confusion;
-    await Plotly.react(box.querySelector(".confusion"), panels.confusion.data, themed(panels.confusion.layout),
-                       { displaylogo: false, responsive: true });
+    drawChart(root, confusionChart, "confusion", panels.confusion, false);
   }
-
 }
 
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
-  if (!data.feed) {  // the page's preload (see preload() in ui/live_view.py)
-    loadPlotly(data.plotly).catch(() => {});
-    return undefined;
-  }
   let root = parentElement.querySelector(".digitlab-live");
   if (!root) root = skeleton(parentElement);
   root.__digitlab = { data, setTriggerValue };  // the newest mount's data (status it was drawn with)
@@ -202,15 +202,10 @@ export default function (component) {
           setBar(root, "epoch", feed.epoch);
           root.querySelector(".live-note").textContent = "";
           setTable(root, feed.columns, feed.table, feed.epochs_done);
-          await setPanels(root, feed.panels, data.plotly);
-          if (feed.figure) {
-            const Plotly = await loadPlotly(data.plotly);
-            // The page's own text colour on a transparent background: light and dark themes.
-            const layout = { ...feed.figure.layout, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
-                             font: { ...feed.figure.layout.font, color: getComputedStyle(root).color } };
-            await Plotly.react(chart, feed.figure.data, layout, { displaylogo: false, responsive: true });
-          }
+          setPanels(root, feed.panels);
+          if (feed.figure) drawChart(root, chart, "curves", feed.figure, false);
         }
+        drawPending(root, !feed.active);  // the run's end is drawn in full
         // The page's own status line (and its buttons) is drawn by Streamlit: ask it to redraw
         // when the run's status differs from the one it was drawn with (queued -> running,
         // paused, finished).

@@ -1,14 +1,16 @@
-"""The Train page's live view of an active run: progress bars, curves and epoch table that the
-browser updates itself, twice a second and more, from a small JSON feed the server rewrites.
+"""The Train page's live view of an active run: progress bars, curves, the network's pictures and
+the epoch table, which the browser updates itself, twice a second, from a small JSON feed the
+server rewrites.
 
 Why not let Streamlit redraw them: a fragment rerun twice a second costs the browser ~0.25 of
 a core, and Streamlit remounts a plotly chart whenever its data changes (the chart's identity
 hashes its spec), ~0.3 more; with the browser on the same two cores as the server and the
 run, training slowed by 40-100% (epochs 0.55-0.8 s instead of 0.37 s, measured). Here the
 view is one custom component (streamlit components v2, mounted once under a fixed key); its
-script fetches `app/static/live/<random>.json` (Streamlit's static file serving) and
-`Plotly.react` redraws the curves in place. The page's own status line stays Streamlit's: the
-script asks for a redraw only when the run's status changes.
+script fetches `app/static/live/<random>.json` (Streamlit's static file serving) and draws the
+charts on canvases (ui/live_charts.js: ~1 ms a redraw, where Plotly.react took 40-300 ms). The
+page's own status line stays Streamlit's: the script asks for a redraw only when the run's
+status changes.
 
 Where static files cannot be served or written, `show` returns False and the page redraws
 the same content with Streamlit elements (the fallback is also what tests without a browser see).
@@ -33,8 +35,7 @@ from ui.charts import confusion_spec, diagnostics_spec, training_curves_spec
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"  # served as app/static/
 FEED_DIR = STATIC_DIR / "live"
-PLOTLY_JS = "plotly.min.js"
-WRITE_SECONDS = 0.2      # the feed is rewritten at most this often (the browser polls every 0.4 s)
+WRITE_SECONDS = 0.4      # the feed is rewritten at most this often (the browser polls every 0.45 s)
 KEEP_SECONDS = 120       # a finished run's feed stays a while (a slow tab still reads the end)
 STALE_SECONDS = 86400    # feeds left behind by a killed server are removed after a day
 GRID_COLOR = "rgba(128, 128, 128, 0.3)"  # the chart's background is transparent (the page's)
@@ -46,6 +47,7 @@ CSS = """
 .digitlab-live .bar-fill { height: 100%; width: 0; background: #1c83e1; }  /* Streamlit's progress blue */
 .digitlab-live .live-note { font-size: 0.8rem; opacity: 0.7; min-height: 0.5rem; }
 .digitlab-live .live-chart { width: 100%; min-height: 360px; }
+.digitlab-live canvas.live-canvas { display: block; }
 .digitlab-live .live-table { max-height: 22rem; overflow-y: auto; display: inline-block; }
 .digitlab-live th { position: sticky; top: 0; background: var(--st-background-color, #fff); }
 .digitlab-live table { border-collapse: collapse; font-size: 0.875rem; font-variant-numeric: tabular-nums; }
@@ -139,19 +141,11 @@ def feed_payload(p, version, panels=None):
 
 @functools.lru_cache(maxsize=1)
 def available():
-    """True when this server serves ./static and the live view's files can be written there."""
+    """True when this server serves ./static and the live view's feeds can be written there."""
     try:
         if not st.get_option("server.enableStaticServing"):
             return False
-        STATIC_DIR.mkdir(exist_ok=True)
         FEED_DIR.mkdir(parents=True, exist_ok=True)
-        import plotly
-        source = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
-        target = STATIC_DIR / PLOTLY_JS
-        if not target.exists() or target.stat().st_size != source.stat().st_size:
-            partial = target.with_suffix(f".{os.getpid()}.part")  # servers may start side by side
-            shutil.copyfile(source, partial)
-            os.replace(partial, target)
         for old in FEED_DIR.iterdir():
             if time.time() - old.stat().st_mtime > STALE_SECONDS:
                 old.unlink(missing_ok=True)
@@ -181,22 +175,24 @@ class _Feed:
             return
         self._seen, self.version = seen, self.version + 1
         partial = self.path.with_suffix(".part")
-        panels = self._panels()
-        partial.write_text(json.dumps(feed_payload(self.job.progress(), self.version, panels), allow_nan=False))
+        feed = json.dumps(feed_payload(self.job.progress(), self.version), allow_nan=False)
+        # The pictures (~50 KB of JSON) change at most twice a second: spliced in as encoded then.
+        partial.write_text(f'{feed[:-len("null}")]}{self._panels()}}}')
         os.replace(partial, self.path)  # the browser never reads half a file
 
     def _panels(self):
-        """The pictures' part of the feed, rebuilt only when new pictures came (twice a second at
-        most), not at every rewrite of the bars."""
+        """The pictures' part of the feed as JSON text, rebuilt only when new pictures came
+        (twice a second at most), not at every rewrite of the bars."""
         if self.strip is None:
-            return None
+            return "null"
         pictures = self.job.pictures()
         key = (len(pictures[2]["position"]), id(pictures[3]), pictures[1] is None)
         if key != getattr(self, "_panels_key", None):
             self._panels_key = key
-            self._panels_cache = panels_payload(pictures, *self.strip,
-                                                [str(c) for c in range(self.job.network.sizes[-1])])
-        return self._panels_cache
+            self._panels_json = json.dumps(panels_payload(pictures, *self.strip,
+                                                          [str(c) for c in range(self.job.network.sizes[-1])]),
+                                           allow_nan=False)
+        return self._panels_json
 
     def _run(self):
         try:
@@ -227,15 +223,9 @@ def _feed_for(job):
 
 @functools.lru_cache(maxsize=1)
 def _component():
-    js = (Path(__file__).with_suffix(".js")).read_text()
+    here = Path(__file__).parent
+    js = (here / "live_charts.js").read_text() + "\n" + (here / "live_view.js").read_text()
     return st.components.v2.component("digitlab_live_view", js=js, css=CSS, isolate_styles=False)
-
-
-def preload():
-    """Load plotly.js into the page ahead of any run: parsing it costs the browser ~0.3 s of
-    CPU, which would otherwise be taken from the run's first epoch. Draws nothing."""
-    if available():
-        _component()(data={"plotly": f"app/static/{PLOTLY_JS}"}, key="live_view_preload")
 
 
 def show(job):
@@ -246,7 +236,6 @@ def show(job):
         feed = _feed_for(job)
     except (OSError, ValueError):  # no feed to write: the page draws the run itself
         return False
-    _component()(data={"feed": f"app/static/live/{feed.name}", "plotly": f"app/static/{PLOTLY_JS}",
-                       "status": job.status},
+    _component()(data={"feed": f"app/static/live/{feed.name}", "status": job.status},
                  key="live_view", on_status_change=lambda: None, width="stretch")
     return True
