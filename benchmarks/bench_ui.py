@@ -95,6 +95,8 @@ def through_ui(data, layers, epochs, browser_core=None):
             epochs_box.fill(str(epochs))
             epochs_box.press("Enter")
             settle(page)
+            loads = []  # full page loads during the run (a reload would reset the view's counters)
+            page.on("load", lambda: loads.append(time.monotonic()))
             page.get_by_role("button", name="Start training").click()
             # Look for the end once a second: Playwright's own wait would run its selector engine
             # over the page at every animation frame, CPU a user's browser does not spend.
@@ -105,14 +107,25 @@ def through_ui(data, layers, epochs, browser_core=None):
             caption.wait_for(timeout=60_000)
             text = caption.inner_text()
             draws = page.evaluate("() => window.__digitlabDraws || {}")  # counted by ui/live_view.js
+            feed = page.evaluate("() => window.__digitlabFeed || {}")
             browser.close()
+        epoch_seconds = saved_epoch_seconds(server.home)
     finally:
         os.sched_setaffinity(0, own_cores)
         server.stop()
     elapsed = float(re.search(r"Run time ([\d.]+) s", text).group(1))
-    median = float(re.search(r"median ([\d.]+) s each", text).group(1))
-    return {"elapsed": elapsed, "epoch_seconds": [median],  # the page gives the epochs' median
-            "draws": {name: (d["count"], d["ms"] / max(d["count"], 1)) for name, d in draws.items()}}
+    return {"elapsed": elapsed, "epoch_seconds": epoch_seconds,
+            "draws": {name: (d["count"], d["ms"] / max(d["count"], 1)) for name, d in draws.items()},
+            "feed": feed, "page_loads": len(loads)}
+
+
+def saved_epoch_seconds(home):
+    """Each epoch's seconds of the run, from the lab the server saved (ui/lab_store.py)."""
+    for path in Path(home).glob("labs/*/lab.json"):
+        job = json.loads(path.read_text()).get("job") or {}
+        if job.get("epochs_table"):
+            return [row["seconds"] for row in job["epochs_table"]]
+    raise RuntimeError(f"no saved run under {home}")
 
 
 def first_page(data):
@@ -159,6 +172,11 @@ def main():
             runs[name].append(through_ui(args.data, args.layers, args.epochs, core))
     firsts = [first_page(args.data) for _ in range(args.repeats)]
     medians = {name: statistics.median(r["elapsed"] for r in rs) for name, rs in runs.items()}
+    # Where the cost lies: the steady state (an epoch's median) and the run's start (epoch 1 against
+    # the epochs' median), each the median over the repeats.
+    steady = {name: statistics.median(statistics.median(r["epoch_seconds"]) for r in rs) for name, rs in runs.items()}
+    start = {name: statistics.median(r["epoch_seconds"][0] - statistics.median(r["epoch_seconds"]) for r in rs)
+             for name, rs in runs.items()}
     print(f"data: {args.data}; 784-{args.layers.replace(',', '-')}-10, batch 100, {args.epochs} epochs, "
           f"validation split 0.1, {threads} BLAS thread(s); median of {args.repeats} runs each")
     print("| | run seconds | UI / engine | seconds per epoch (last run) |\n|---|---|---|---|")
@@ -168,10 +186,15 @@ def main():
               f"{', '.join(f'{s:.3f}' for s in rs[-1]['epoch_seconds'])} |")
     for name in placements:
         ratio = medians[name] / medians["engine alone"]
-        print(f"UI / engine, browser on {name} = {ratio:.3f}  (cost of the UI: {100 * (ratio - 1):+.1f}%)")
+        print(f"UI / engine, browser on {name} = {ratio:.3f}  (cost of the UI: {100 * (ratio - 1):+.1f}%; "
+              f"an epoch's median {100 * (steady[name] / steady['engine alone'] - 1):+.1f}%, the first epoch "
+              f"{start[name] - start['engine alone']:+.2f} s more than the engine's)")
         draws = runs[name][-1]["draws"]
         print(f"  chart redraws in the last run (count, mean ms): "
-              + ", ".join(f"{chart} {n} x {ms:.0f} ms" for chart, (n, ms) in sorted(draws.items())))
+              + ", ".join(f"{chart} {n} x {ms:.0f} ms" for chart, (n, ms) in sorted(draws.items()))
+              + "; feed requests (timed out) per run: "
+              + ", ".join(f"{r['feed'].get('requests', 0)} ({r['feed'].get('timeouts', 0)})" for r in runs[name])
+              + "; page loads during the runs: " + ", ".join(str(r["page_loads"]) for r in runs[name]))
     print("first page on a fresh server: " + "; ".join(
         f"server up {up:.2f} s, Home's title visible {shown:.2f} s after navigating" for up, shown in firsts))
 

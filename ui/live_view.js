@@ -5,6 +5,10 @@ const POLL_MS = 450;  // bars, table, pictures and charts: at least two updates 
 // slow machine), that chart is redrawn at most once every DUTY times its last redraw's duration,
 // so the view never takes more than a few percent of the cores the run may share.
 const DUTY = 20;
+// A feed request that has not answered by then is given up and asked again (a stalled
+// connection would otherwise freeze the view until the browser's own timeout, tens of seconds).
+const FETCH_TIMEOUT_MS = 3000;
+const AWAY_TICKS = 20;  // polls (~9 s) the view waits for its element to come back on the page
 
 function skeleton(parent) {
   const root = document.createElement("div");
@@ -176,26 +180,48 @@ function setPanels(root, panels) {
   }
 }
 
+async function fetchFeed(url) {
+  const stats = (window.__digitlabFeed = window.__digitlabFeed || { requests: 0, timeouts: 0 });  // for benchmarks
+  stats.requests += 1;
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
+  try {
+    const response = await fetch(`${url}?v=${Date.now()}`, { cache: "no-store", signal: controller.signal });
+    return { status: response.status, feed: response.ok ? await response.json() : null };  // the body, too, in time
+  } catch (error) {
+    if (error.name !== "AbortError") throw error;
+    stats.timeouts += 1;
+    throw new Error(`the run's feed did not answer within ${FETCH_TIMEOUT_MS / 1000} s`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
   let root = parentElement.querySelector(".digitlab-live");
   if (!root) root = skeleton(parentElement);
   root.__digitlab = { data, setTriggerValue };  // the newest mount's data (status it was drawn with)
-  if (root.dataset.feed === data.feed) return undefined;  // already polling this run
+  if (root.dataset.feed === data.feed && root.__poller) return undefined;  // already polling this run
   root.dataset.feed = data.feed;
+  const poller = (root.__poller = { away: 0 });  // this mount's poller; a newer one replaces it
 
   let stopped = false;  // the run has ended
   let lastVersion = -1;
   const chart = root.querySelector(".live-chart");
   async function tick() {
-    if (stopped || !root.isConnected || root.dataset.feed !== data.feed) return;
+    if (stopped || root.__poller !== poller || root.dataset.feed !== data.feed) return;
+    // Off the page: Streamlit may be moving the element during a redraw, so wait a little for it
+    // to come back before giving up (a later mount then starts a new poller).
+    poller.away = root.isConnected ? 0 : poller.away + 1;
+    if (poller.away > AWAY_TICKS) { root.__poller = null; return; }
+    if (poller.away) { setTimeout(tick, POLL_MS); return; }
     const began = performance.now();
     try {
-      const response = await fetch(`${data.feed}?v=${Date.now()}`, { cache: "no-store" });
-      if (!response.ok) {
-        root.querySelector(".live-note").textContent = `Live view: the run's feed answered HTTP ${response.status} (retrying)`;
+      const { status, feed } = await fetchFeed(data.feed);
+      if (!feed) {
+        root.querySelector(".live-note").textContent = `Live view: the run's feed answered HTTP ${status} (retrying)`;
       } else {
-        const feed = await response.json();
         if (feed.version !== lastVersion) {
           lastVersion = feed.version;
           setBar(root, "run", feed.run);
@@ -214,7 +240,7 @@ export default function (component) {
           current.setTriggerValue("status", `${feed.status}:${feed.version}`);
           current.data = { ...current.data, status: feed.status };
         }
-        if (!feed.active) { stopped = true; return; }
+        if (!feed.active) { stopped = true; root.__poller = null; return; }
       }
     } catch (error) {
       root.querySelector(".live-note").textContent = `Live view: ${error.message} (retrying)`;
@@ -222,7 +248,7 @@ export default function (component) {
     setTimeout(tick, Math.max(0, POLL_MS - (performance.now() - began)));  // a steady cadence
   }
   // No cleanup function: a re-mount with new data must not stop this poller; it stops by itself
-  // once its element has left the page or the run has ended.
+  // once its element has left the page for good or the run has ended.
   tick();
   return undefined;
 }
