@@ -97,7 +97,11 @@ def through_ui(data, layers, epochs, browser_core=None):
             settle(page)
             loads = []  # full page loads during the run (a reload would reset the view's counters)
             page.on("load", lambda: loads.append(time.monotonic()))
+            page.on("pageerror", lambda error: print(f"page error during the run: {error}", file=sys.stderr))
             page.get_by_role("button", name="Start training").click()
+            clicked = time.monotonic()
+            page.wait_for_selector(".digitlab-live", timeout=60_000)
+            shown_after = time.monotonic() - clicked  # Start to the live view on the page
             # Look for the end once a second: Playwright's own wait would run its selector engine
             # over the page at every animation frame, CPU a user's browser does not spend.
             deadline = time.monotonic() + 600
@@ -116,7 +120,7 @@ def through_ui(data, layers, epochs, browser_core=None):
     elapsed = float(re.search(r"Run time ([\d.]+) s", text).group(1))
     return {"elapsed": elapsed, "epoch_seconds": epoch_seconds,
             "draws": {name: (d["count"], d["ms"] / max(d["count"], 1)) for name, d in draws.items()},
-            "feed": feed, "page_loads": len(loads)}
+            "feed": feed, "page_loads": len(loads), "shown_after": shown_after}
 
 
 def saved_epoch_seconds(home):
@@ -194,7 +198,8 @@ def main():
               + ", ".join(f"{chart} {n} x {ms:.0f} ms" for chart, (n, ms) in sorted(draws.items()))
               + "; feed requests (timed out) per run: "
               + ", ".join(f"{r['feed'].get('requests', 0)} ({r['feed'].get('timeouts', 0)})" for r in runs[name])
-              + "; page loads during the runs: " + ", ".join(str(r["page_loads"]) for r in runs[name]))
+              + "; page loads during the runs: " + ", ".join(str(r["page_loads"]) for r in runs[name])
+              + "; live view shown after Start: " + ", ".join(f"{r['shown_after']:.2f} s" for r in runs[name]))
     print("first page on a fresh server: " + "; ".join(
         f"server up {up:.2f} s, Home's title visible {shown:.2f} s after navigating" for up, shown in firsts))
 

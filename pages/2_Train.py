@@ -243,6 +243,7 @@ def live_progress():
 
 
 live_progress()
+live_view.preload()
 
 
 @st.fragment(run_every=0.5 if st.session_state.get("replay_playing") else None)

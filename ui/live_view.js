@@ -199,6 +199,7 @@ async function fetchFeed(url) {
 
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
+  if (!data.feed) return undefined;  // the page's preload (see preload() in ui/live_view.py)
   let root = parentElement.querySelector(".digitlab-live");
   if (!root) root = skeleton(parentElement);
   root.__digitlab = { data, setTriggerValue };  // the newest mount's data (status it was drawn with)

@@ -228,6 +228,14 @@ def _component():
     return st.components.v2.component("digitlab_live_view", js=js, css=CSS, isolate_styles=False)
 
 
+def preload():
+    """Mount the (empty) view when the Train page opens, so that Streamlit's code for custom
+    components is loaded before any run: loaded at Start, it was seen to wait 1-4 s for a
+    connection in Chromium, and the run's first seconds went by without a live view. Draws nothing."""
+    if available():
+        _component()(data={}, key="live_view_preload")
+
+
 def show(job):
     """Draw the live view of an active `job`; False when it cannot be used here."""
     if not available():
