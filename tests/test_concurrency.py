@@ -242,8 +242,9 @@ def test_closed_tabs_keep_their_runs_and_stop_frees_a_slot(browsers, server_two_
             s.page.goto(link)
         for s in reopened:
             wait_status(s, {"running"}, 60)      # live again in the new tab
-        stopped_at, stopped_wall = time.monotonic(), time.time()
-        for s in reopened:
+        stopped_at, stopped_walls = time.monotonic(), []
+        for s in reopened:  # each run is timed from its own Stop (the second click waits for the first)
+            stopped_walls.append(time.time())
             s.page.get_by_role("button", name="Stop").click()
         wait_status(third, {"running", "completed"}, 30)
         started_after = time.monotonic() - stopped_at
@@ -253,14 +254,15 @@ def test_closed_tabs_keep_their_runs_and_stop_frees_a_slot(browsers, server_two_
         while (remaining := long_runs & training_processes(server)) and time.monotonic() < deadline:
             time.sleep(0.1)
         runs = sorted(v for v in server.runs().values() if v[0] >= before_wall)
-        ended = [end - stopped_wall for _, end in runs[:2] if end is not None]
+        # runs[:2] are long_a's and long_b's, in the order they were started (and stopped)
+        ended = [end - stopped for (_, end), stopped in zip(runs[:2], stopped_walls) if end is not None]
         print(f"\nclosed tabs: both long runs went on without their tabs; after Stop in the reopened tabs they let "
               f"go of their slots {', '.join(f'{x:.2f}' for x in ended)} s later (server log); the queued run's tab "
               f"showed it training {started_after:.2f} s after; {len(long_runs)} training processes for the long "
               f"runs, {len(remaining)} still there; load average {' '.join(f'{x:.1f}' for x in load_average())}; "
               f"test time {time.monotonic() - t0:.1f} s")
         assert len(runs) == 3 and len(ended) == 2 and max(ended) < 5, (
-            f"the stopped runs did not end promptly: {runs} (stopped at {stopped_wall:.2f})")
+            f"the stopped runs did not end promptly: {runs} (stopped at {', '.join(f'{t:.2f}' for t in stopped_walls)})")
         assert runs[2][0] >= min(end for _, end in runs[:2]), f"the queued run started before a slot was free: {runs}"
         assert started_after < 10, f"the queued run started only {started_after:.1f} s after the Stops"
         assert len(long_runs) == 2 and not remaining, (
