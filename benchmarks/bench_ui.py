@@ -194,7 +194,7 @@ def main():
               f"an epoch's median {100 * (steady[name] / steady['engine alone'] - 1):+.1f}%, the first epoch "
               f"{start[name] - start['engine alone']:+.2f} s more than the engine's)")
         draws = runs[name][-1]["draws"]
-        print(f"  chart redraws in the last run (count, mean ms): "
+        print("  chart redraws in the last run (count, mean ms): "
               + ", ".join(f"{chart} {n} x {ms:.0f} ms" for chart, (n, ms) in sorted(draws.items()))
               + "; feed requests (timed out) per run: "
               + ", ".join(f"{r['feed'].get('requests', 0)} ({r['feed'].get('timeouts', 0)})" for r in runs[name])

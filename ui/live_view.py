@@ -21,7 +21,6 @@ import json
 import math
 import os
 import secrets
-import shutil
 import threading
 import time
 from pathlib import Path
