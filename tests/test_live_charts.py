@@ -46,12 +46,16 @@ def draw(page, spec, element="chart"):
     return out["drawn"], out["label"], pixels.reshape(out["height"], out["width"], 4)
 
 
-def share_of(pixels, hex_colour, box=None, tolerance=40, opaque=200):
-    """Share of the (box of the) canvas painted close to `hex_colour` (at least `opaque` alpha)."""
+def painted(pixels, hex_colour, tolerance=40, opaque=200):
+    """Where the pixels are close to `hex_colour` (at least `opaque` alpha)."""
     rgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    return (np.abs(pixels[..., :3].astype(int) - rgb).sum(axis=-1) < tolerance) & (pixels[..., 3] >= opaque)
+
+
+def share_of(pixels, hex_colour, box=None, opaque=200):
+    """Share of the (box of the) canvas painted close to `hex_colour`."""
     area = pixels if box is None else pixels[box[1]:box[3], box[0]:box[2]]
-    close = (np.abs(area[..., :3].astype(int) - rgb).sum(axis=-1) < tolerance) & (area[..., 3] >= opaque)
-    return close.mean()
+    return painted(area, hex_colour, opaque=opaque).mean()
 
 
 def test_training_curves_are_drawn_from_the_spec(page):
@@ -73,7 +77,8 @@ def test_training_curves_are_drawn_from_the_spec(page):
     assert share_of(pixels, green, (half, 0, WIDTH, height)) > 0.002
     assert share_of(pixels, green, (60, 40, half - 60, height - 80)) == 0
     # the loss falls: its ink is high in the plot's first columns, low in its last ones
-    rows = lambda x0, x1: np.nonzero((np.abs(pixels[40:300, x0:x1, :3].astype(int) - [31, 119, 180]).sum(-1) < 40).any(1))[0]  # noqa: E731
+    def rows(x0, x1):
+        return np.nonzero(painted(pixels[40:300, x0:x1], ink, opaque=0).any(axis=1))[0]
     assert rows(55, 75).min() < rows(half - 80, half - 40).min()
 
 
@@ -87,8 +92,7 @@ def test_log_axes_and_histograms_of_the_diagnostics(page):
     assert drawn and label == ("gradient norm, update / weight, dead ReLUs, weights now: layer 1 1; layer 2 0.001")
     blue = spec["data"][0]["line"]["color"]
     # gradient norms 1 and 1e-3 on a log axis: two flat lines, three decades apart, both inside the plot
-    column = pixels[:, 100, :3].astype(int)
-    rows = np.nonzero((np.abs(column - [int(blue[i:i + 2], 16) for i in (1, 3, 5)]).sum(-1) < 40))[0]
+    rows = np.nonzero(painted(pixels[:, 100], blue, opaque=0))[0]
     assert len(rows) and 36 <= rows.min() < 300
     # the histogram's bars fill part of the last subplot
     assert share_of(pixels, blue, (int(0.81 * WIDTH), 40, WIDTH, 260), opaque=120) > 0.01  # drawn at 0.6 opacity

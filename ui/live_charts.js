@@ -136,13 +136,14 @@ function drawSubplot(ctx, plot, layout, box, colour) {
   const top = box.top + (1 - dy1) * box.height, bottom = box.top + (1 - dy0) * box.height;
   ctx.font = FONT;
   ctx.fillStyle = colour;
-  if (heatmap) return drawHeatmap(ctx, heatmap, xAxis, yAxis, { left, right, top, bottom }, colour);
+  if (heatmap) { drawHeatmap(ctx, heatmap, xAxis, yAxis, { left, right, top, bottom }, colour); return; }
 
   const yLog = yAxis.type === "log", hasBars = plot.traces.some((t) => t.type === "bar");
   const [x0, x1] = range(xAxis, plot.traces.flatMap((t) => t.x), false, false, hasBars ? 0.05 : 0);  // lines end at the edges
   const [y0, y1] = range(yAxis, plot.traces.flatMap((t) => t.y), yLog, hasBars);
   const px = (v) => left + ((v - x0) / (x1 - x0 || 1)) * (right - left);
-  const py = (v) => bottom - (((yLog ? Math.log10(v) : v) - y0) / (y1 - y0 || 1)) * (bottom - top);
+  const yOf = (u) => bottom - ((u - y0) / (y1 - y0 || 1)) * (bottom - top);  // u in axis units (log10 on a log axis)
+  const py = (v) => yOf(yLog ? Math.log10(v) : v);
 
   // grid and tick labels
   ctx.strokeStyle = GRID;
@@ -150,7 +151,7 @@ function drawSubplot(ctx, plot, layout, box, colour) {
   ctx.textAlign = "right";
   ctx.textBaseline = "middle";
   for (const t of yLog ? logTicks(y0, y1) : linearTicks(y0, y1, 4)) {
-    const y = Math.round(yLog ? bottom - ((t - y0) / (y1 - y0 || 1)) * (bottom - top) : py(t)) + 0.5;
+    const y = Math.round(yOf(t)) + 0.5;
     if (y < top - 1 || y > bottom + 1) continue;
     ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(right, y); ctx.stroke();
     ctx.fillText(tickText(t, yAxis), left - 4, y);
@@ -204,12 +205,11 @@ function drawSubplot(ctx, plot, layout, box, colour) {
     }
   }
   ctx.restore();
-  return { left, right, top, bottom };
 }
 
 function drawHeatmap(ctx, trace, xAxis, yAxis, area, colour) {
   const z = trace.z, rows = z.length, cols = rows ? z[0].length : 0;
-  if (!rows || !cols) return area;
+  if (!rows || !cols) return;
   const max = Math.max(1, ...z.flat().filter(finite));
   const cellW = (area.right - area.left) / cols, cellH = (area.bottom - area.top) / rows;
   const reversed = yAxis.autorange === "reversed";
@@ -243,7 +243,6 @@ function drawHeatmap(ctx, trace, xAxis, yAxis, area, colour) {
     ctx.fillText(yTitle, 0, 0);
     ctx.restore();
   }
-  return area;
 }
 
 function describe(spec) {
