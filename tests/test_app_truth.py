@@ -131,7 +131,8 @@ def test_a_lab_cut_off_by_a_restart_comes_back_and_its_run_resumes(apps, env, mo
     """The lab's files as a kill -9 after epoch 3 of 6 leaves them, read by a new server."""
     from streamlit.testing.v1 import AppTest
 
-    from ui import lab_store, reload
+    from ui import lab_store, reload, state
+    monkeypatch.setattr(state, "EPOCH_SAVE_SECONDS", 0)  # each epoch saved: the copy is epoch 3's save
     at = apps.new()
     build_network(at, layers="16")
     the_lab = lab(at)

@@ -12,7 +12,7 @@ import pytest
 
 from engine.network import Network
 from engine.optimizers import Adam
-from ui import lab_store, reload
+from ui import lab_store, reload, state
 from ui.runs import resume_run, start_run
 from ui.settings import settings
 from ui.state import Lab
@@ -55,7 +55,8 @@ def test_a_lab_comes_back_from_disk_as_it_was(home, synthetic):
     assert len(back.job.progress().epochs_table) == 2
 
 
-def test_an_interrupted_run_says_so_and_resumes_to_the_uninterrupted_network(home, synthetic, tmp_path):
+def test_an_interrupted_run_says_so_and_resumes_to_the_uninterrupted_network(home, synthetic, tmp_path, monkeypatch):
+    monkeypatch.setattr(state, "EPOCH_SAVE_SECONDS", 0)  # each epoch saved: the copy is epoch 3's save
     lab = new_lab(epochs=6)
     crash_copy = tmp_path / "as-the-crash-left-it"
     heard = lab.on_run_event
@@ -86,6 +87,31 @@ def test_an_interrupted_run_says_so_and_resumes_to_the_uninterrupted_network(hom
     np.testing.assert_array_equal(back.network.params, uninterrupted)  # bit for bit
     assert [r["epoch"] for r in back.job.progress().epochs_table] == [1, 2, 3, 4, 5, 6]  # one run
     assert len(back.runs) == 1 and len(back.runs[0]["history"]) == 6
+
+
+def test_epoch_saves_are_spaced_out_and_the_one_put_off_is_made_when_its_time_is_up(monkeypatch):
+    monkeypatch.setattr(state, "EPOCH_SAVE_SECONDS", 1.0)
+    saves = []
+    monkeypatch.setattr(Lab, "save", lambda self, weights=True: saves.append(time.monotonic()))
+    monkeypatch.setattr("ui.runs.record_finished_run", lambda lab: None)
+    lab, job = Lab(token=secrets.token_urlsafe(16)), object()
+    lab.job = job
+    lab.on_run_event(job, "epoch")
+    assert len(saves) == 1  # the first epoch at once
+    for _ in range(5):  # five fast epochs: one save, put off
+        lab.on_run_event(job, "epoch")
+    assert len(saves) == 1
+    deadline = time.monotonic() + 5
+    while len(saves) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(saves) == 2 and saves[1] - saves[0] >= 0.99  # made when the second was up, once
+    lab.on_run_event(job, "epoch")  # within a second of that save: put off again...
+    lab.on_run_event(job, "end")    # ...and the end saves at once, the put-off save dropped
+    assert len(saves) == 3
+    time.sleep(1.2)
+    assert len(saves) == 3
+    lab.on_run_event(object(), "epoch")  # an older run's epoch: not this lab's business
+    assert len(saves) == 3
 
 
 def test_tokens_that_are_not_ours_never_reach_the_disk(home):

@@ -3,11 +3,15 @@ in the server's registry so a reload finds it (ui/reload.py), and on disk so a r
 (ui/lab_store.py)."""
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 
 import streamlit as st
 
 LAB_PARAM = "lab"  # the URL query parameter that brings a lab back after a reload
+# A run's epochs are saved at most this often: a fast run (ten epochs a second on the bundled
+# sample) would otherwise rewrite the lab's files ten times a second, on the core it trains on.
+EPOCH_SAVE_SECONDS = 1.0
 
 
 @dataclass(eq=False)  # a lab is itself
@@ -40,6 +44,8 @@ class Lab:
     token: str = None                    # names the lab in the URL (ui/reload.py) and on disk
     notice: str = None                   # said once on the next page (e.g. what a restore could not bring back)
     lock: object = field(default_factory=threading.RLock, repr=False)  # saves and run records
+    _saved_at: float = field(default=-math.inf, repr=False)  # monotonic time of a run's last epoch save
+    _save_timer: object = field(default=None, repr=False)    # a deferred epoch save, if one is due
 
     @property
     def training(self):
@@ -58,15 +64,35 @@ class Lab:
         return lab_store.save(self, weights)
 
     def on_run_event(self, job, what):
-        """A run's listener (called from its watcher thread): after each epoch the lab is
-        saved, so a crash loses at most the epoch in progress; at the end the run is recorded
-        in the lab's list, whoever is looking (or not)."""
+        """A run's listener (called from its watcher thread): after an epoch the lab is saved,
+        at most every EPOCH_SAVE_SECONDS (a save put off is made when that time is up), so a
+        crash loses at most the epoch in progress and the last second's epochs; at the end the
+        run is recorded in the lab's list and saved, whoever is looking (or not)."""
         if job is not self.job:
             return  # an older run (the lab moved on)
-        if what == "end":
-            from ui.runs import record_finished_run
-            record_finished_run(self)
-        self.save()
+        with self.lock:
+            if self._save_timer is not None:
+                self._save_timer.cancel()
+                self._save_timer = None
+            if what == "end":
+                from ui.runs import record_finished_run
+                record_finished_run(self)
+            else:
+                wait = self._saved_at + EPOCH_SAVE_SECONDS - time.monotonic()
+                if wait > 0:
+                    self._save_timer = threading.Timer(wait, self._deferred_save, args=(job,))
+                    self._save_timer.daemon = True
+                    self._save_timer.start()
+                    return
+                self._saved_at = time.monotonic()
+            self.save()
+
+    def _deferred_save(self, job):
+        with self.lock:
+            if self._save_timer is None or job is not self.job:
+                return  # cancelled meanwhile (a later epoch or the end saved), or the lab moved on
+            self._save_timer, self._saved_at = None, time.monotonic()
+            self.save()
 
     def remember_accuracy(self, accuracy, key):
         """Record the current weights' test accuracy on the data with this data_key."""
