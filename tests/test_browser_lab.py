@@ -288,7 +288,12 @@ PICTURES_JS = """() => {
     return h;
   }).join(",");
   const labels = Array.from(document.querySelectorAll('.digitlab-live .strip .cell span')).map((s) => s.textContent);
-  return {weights: hash('.digitlab-live .weights canvas'), labels: labels.join("|"),
+  const painted = Array.from(document.querySelectorAll('.digitlab-live .strip canvas')).filter((canvas) => {
+    const data = canvas.getContext("2d").getImageData(0, 0, 28, 28).data;  // a digit: opaque, light and dark
+    const grey = Array.from({length: 784}, (_, i) => data[i * 4]);
+    return data[3] === 255 && Math.max(...grey) - Math.min(...grey) > 100;
+  }).length;
+  return {weights: hash('.digitlab-live .weights canvas'), labels: labels.join("|"), painted,
           units: document.querySelectorAll('.digitlab-live .weights canvas').length, digits: labels.length};
 }"""
 
@@ -304,6 +309,7 @@ def test_the_live_view_shows_the_weights_and_the_strip_changing_as_the_network_l
         page.wait_for_selector(".digitlab-live .live-panels:not([hidden]) .weights canvas", timeout=60_000)
         first = page.evaluate(PICTURES_JS)
         assert first["units"] == 16 and first["digits"] == 24, first
+        page.wait_for_function(f"() => ({PICTURES_JS})().painted === 24", timeout=10_000)  # the strip's digits, read once
         page.wait_for_function(f"() => ({PICTURES_JS})().weights !== {first['weights']!r}", timeout=30_000)
         wait_run_epoch(page, 3)
         later = page.evaluate(PICTURES_JS)

@@ -59,14 +59,15 @@ def test_the_feed_carries_the_weights_the_strip_the_statistics_and_the_confusion
     feed = live_view._Feed.__new__(live_view._Feed)  # as the feed thread writes it, without the thread
     feed.job, feed.version, feed._seen, feed.strip = job, 0, None, None
     probe = diagnostics.Probe.from_test_set(job.x_test, job.y_test, 10)
-    strip = (np.clip(np.round(probe.strip_x * 255), 0, 255).astype(np.uint8), probe.strip_y)
-    payload = live_view.feed_payload(job.progress(), 1, live_view.panels_payload(job.pictures(), *strip,
-                                                                                 [str(c) for c in range(10)]))
+    payload = live_view.feed_payload(job.progress(), 1, live_view.panels_payload(
+        job.pictures(), "app/static/live/x-strip.json", probe.strip_y, [str(c) for c in range(10)]))
     panels = json.loads(json.dumps(payload, allow_nan=False))["panels"]  # strict JSON
     weights = decode(panels["weights"]["data"]).reshape(16, 784)
     expected = np.round((job.network.weights[0][:, :16].T / panels["weights"]["limit"] + 1) * 127.5)
     np.testing.assert_array_equal(weights, expected)  # the network's own first layer, as it ended
-    assert decode(panels["strip"]["data"]).size == 24 * 784 and panels["strip"]["true"] == probe.strip_y.tolist()
+    assert panels["strip"]["url"] == "app/static/live/x-strip.json" and panels["strip"]["true"] == probe.strip_y.tolist()
+    digits = np.clip(np.round(probe.strip_x * 255), 0, 255).astype(np.uint8)  # in a file of their own, read once
+    np.testing.assert_array_equal(decode(live_view.strip_payload(digits)["data"]), digits.ravel())
     read = job.network.predict_proba(probe.strip_x).argmax(axis=1)
     assert panels["strip"]["read"] == read.tolist()
     layers = {t["name"] for t in panels["diagnostics"]["data"] if t["type"] == "scatter" and t["name"] != "1e-3"}

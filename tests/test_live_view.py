@@ -1,6 +1,7 @@
 """The Train page's live view (ui/live_view.py): the JSON feed the browser polls, the page's
 fallback without it, and in a real browser: updated in place at least twice a second, the
 chart never rebuilt, the page's status redrawn when the run pauses, the final state after Stop."""
+import base64
 import json
 import os
 import re
@@ -44,6 +45,9 @@ def test_feed_is_plain_json_with_what_the_page_shows():
     figure = payload["figure"]
     assert figure["layout"]["uirevision"] == "live"
     assert figure["data"][0]["y"] == [2.0, None, 1.5]  # a NaN loss is a gap, not invalid JSON
+    thirds = live_view.feed_payload(make_progress(batch_steps=[1 / 3, 2 / 3, 1.0], batch_loss=[2 / 3, 0.5, 1e-5 / 3]), 1)
+    assert thirds["figure"]["data"][0]["x"] == [0.3333, 0.6667, 1.0]  # the charts' numbers: 4 digits
+    assert thirds["figure"]["data"][0]["y"][2] == 3.333e-06
     finished = live_view.feed_payload(make_progress(status="completed", run_fraction=1.2), version=8)
     assert not finished["active"] and finished["run"]["fraction"] == 1.0
 
@@ -75,10 +79,14 @@ def test_feed_file_follows_a_run_then_goes(synthetic, tmp_path, monkeypatch):
     assert re.fullmatch(r"[\w-]{22}\.json", feed.name), feed.name  # 128 random bits
     first = json.loads(feed.path.read_text())
     assert first["status"] == "queued" and first["active"]
+    strip = json.loads(feed.strip_path.read_text())  # the strip's digits, written once for the run
+    assert len(base64.b64decode(strip["data"])) == 24 * 784
     job.start()
-    versions, statuses = [], set()
+    versions, statuses, strip_urls = [], set(), set()
     while job.active:
         payload = json.loads(feed.path.read_text())
+        if payload["panels"]:
+            strip_urls.add(payload["panels"]["strip"]["url"])
         versions.append(payload["version"])
         statuses.add(payload["status"])
         time.sleep(0.01)
@@ -88,6 +96,7 @@ def test_feed_file_follows_a_run_then_goes(synthetic, tmp_path, monkeypatch):
     assert not last["active"] and last["run"]["fraction"] == 1.0 and len(last["table"]) == 30
     assert versions == sorted(versions) and len(set(versions)) > 3, versions
     assert "running" in statuses
+    assert strip_urls == {f"app/static/live/{feed.strip_path.name}"}  # the pictures point at the strip's file
     deadline = time.monotonic() + 10
     while feed.path.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -113,8 +122,10 @@ def test_train_page_uses_the_live_view_while_a_run_is_active(apps):
     assert_clean(at, "Train while training")
     assert "Training…" in joined(at.info)
     assert progress_values(at) == [], "Streamlit's bars drawn beside the live view"
-    feeds = list(live_view.FEED_DIR.glob("*.json"))  # not a .part the writer may be replacing right now
+    files = sorted(live_view.FEED_DIR.glob("*.json"))  # not a .part the writer may be replacing right now
+    feeds = [f for f in files if not f.name.endswith("-strip.json")]
     assert len(feeds) == 1 and json.loads(feeds[0].read_text())["active"]
+    assert [f.name for f in files if f not in feeds] == [feeds[0].stem + "-strip.json"]  # its strip's digits
     at.button(key="stop").click().run()
     job.join(10)
     at.run()

@@ -147,10 +147,16 @@ function setPanels(root, panels) {
   const strip = panels.strip;
   const stripBox = box.querySelector(".strip");
   const stripCells = cells(stripBox, strip.true.length, true);
-  if (stripBox.dataset.drawn !== "1") {  // the strip's digits do not change during a run
-    const digits = bytesOf(strip.data);
-    stripCells.forEach((cell, k) => paint(cell.firstChild, digits, k * 784, false));
-    stripBox.dataset.drawn = "1";
+  if (stripBox.dataset.drawn !== strip.url && !stripBox.__loading) {  // fixed for a run: a file read once
+    stripBox.__loading = fetch(strip.url, { cache: "no-store" })
+      .then((response) => (response.ok ? response.json() : Promise.reject(new Error(response.status))))
+      .then(({ data }) => {
+        const digits = bytesOf(data);
+        stripCells.forEach((cell, k) => paint(cell.firstChild, digits, k * 784, false));
+        stripBox.dataset.drawn = strip.url;
+      })
+      .catch(() => {})  // tried again with the next pictures
+      .finally(() => { stripBox.__loading = null; });
   }
   stripCells.forEach((cell, k) => {
     const right = strip.read[k] === strip.true[k];

@@ -40,6 +40,9 @@ STALE_SECONDS = 86400    # feeds left behind by a killed server are removed afte
 GRID_COLOR = "rgba(128, 128, 128, 0.3)"  # the chart's background is transparent (the page's)
 TABLE_ROWS = 100  # the live table's newest epochs (a long run's feed stays small; the full table follows the run)
 TABLE_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
+# Significant digits of the live charts' numbers: a chart a few hundred pixels high shows no more,
+# and Python's 17 digits made the curves three times larger to encode, serve and parse.
+CHART_DIGITS = 4
 CSS = """
 .digitlab-live .bar-label { font-size: 0.875rem; margin: 0.5rem 0 0.25rem; }
 .digitlab-live .bar-track { height: 0.5rem; border-radius: 0.25rem; background: rgba(151, 166, 195, 0.25); overflow: hidden; }
@@ -96,9 +99,33 @@ def _bytes(images):
     return base64.b64encode(np.ascontiguousarray(images, dtype=np.uint8).tobytes()).decode("ascii")
 
 
-def panels_payload(pictures, strip_images, strip_labels, class_names):
+def _rounded(values):
+    """A trace's numbers (lists, perhaps nested) with floats cut to CHART_DIGITS significant digits."""
+    if isinstance(values, list):
+        return [_rounded(v) for v in values]
+    if isinstance(values, float) and math.isfinite(values):
+        return float(f"{values:.{CHART_DIGITS}g}")
+    return values
+
+
+def chart_ready(spec):
+    """A chart spec for the live view: plain JSON (json_ready), its traces' x, y and z rounded."""
+    spec = json_ready(spec)
+    for trace in spec["data"]:
+        for key in ("x", "y", "z"):
+            if key in trace:
+                trace[key] = _rounded(trace[key])
+    return spec
+
+
+def strip_payload(strip_images):
+    """The strip's digits (fixed for a run): a file of their own, read once by the view."""
+    return {"data": _bytes(strip_images)}
+
+
+def panels_payload(pictures, strip_url, strip_labels, class_names):
     """The network's pictures for the view: the first layer's weights (bytes on one shared scale),
-    the strip (its digits, true classes, readings now), the confusion matrix, the layer
+    the strip (where its digits are, true classes, readings now), the confusion matrix, the layer
     statistics' chart, and the last step of step mode. None before the first pictures arrive."""
     panels, confusion, series, step = pictures
     if panels is None:
@@ -107,10 +134,10 @@ def panels_payload(pictures, strip_images, strip_labels, class_names):
     limit = float(np.abs(finite).max()) or 1.0
     weights = np.round((finite / limit + 1) * 127.5)
     out = {"seq": len(series["position"]), "weights": {"data": _bytes(weights), "units": len(panels.weights), "limit": limit},
-           "strip": {"data": _bytes(strip_images), "true": [int(v) for v in strip_labels],
-                     "read": [int(v) for v in panels.strip_read], "prob": [float(v) for v in panels.strip_prob],
+           "strip": {"url": strip_url, "true": [int(v) for v in strip_labels],
+                     "read": [int(v) for v in panels.strip_read], "prob": [round(float(v), 3) for v in panels.strip_prob],
                      "names": [str(n) for n in class_names]},
-           "diagnostics": json_ready(diagnostics_spec(series, panels.stats.get("histograms"))),
+           "diagnostics": chart_ready(diagnostics_spec(series, panels.stats.get("histograms"))),
            "confusion": None if confusion is None else json_ready(confusion_spec(confusion, class_names))}
     if step is not None:
         out["step"] = {"data": _bytes(step.images), "count": len(step.images), "labels": [int(v) for v in step.labels],
@@ -124,7 +151,7 @@ def feed_payload(p, version, panels=None):
     run_text, epoch_text = bar_texts(p)
     figure = None
     if p.batch_steps:
-        figure = json_ready(training_curves_spec(p.batch_steps, p.batch_loss, p.batch_accuracy, p.epochs_table))
+        figure = chart_ready(training_curves_spec(p.batch_steps, p.batch_loss, p.batch_accuracy, p.epochs_table))
         layout = figure["layout"]
         layout.update(uirevision="live",  # keep the user's zoom while the data grows
                       font={"family": '"Source Sans", "Source Sans Pro", sans-serif'})
@@ -158,12 +185,14 @@ class _Feed:
 
     def __init__(self, job):
         self.job = job
-        self.name = f"{secrets.token_urlsafe(16)}.json"  # unguessable: another user cannot read it
-        self.strip = None
+        token = secrets.token_urlsafe(16)  # unguessable: another user cannot read the run's files
+        self.name, self.path = f"{token}.json", FEED_DIR / f"{token}.json"
+        self.strip_path, self.strip_labels = FEED_DIR / f"{token}-strip.json", None
         if job.x_test is not None and len(job.y_test):  # the trainer's strip: the same digits, by the same seed
             probe = Probe.from_test_set(job.x_test, job.y_test, job.network.sizes[-1])
-            self.strip = (np.clip(np.round(probe.strip_x * 255), 0, 255).astype(np.uint8), probe.strip_y)
-        self.path = FEED_DIR / self.name
+            digits = np.clip(np.round(probe.strip_x * 255), 0, 255).astype(np.uint8)
+            _write_whole(self.strip_path, json.dumps(strip_payload(digits)))
+            self.strip_labels = probe.strip_y
         self.version, self._seen = 0, None
         self.write()  # there before the browser first asks
         threading.Thread(target=self._run, name="digitlab-live-feed", daemon=True).start()
@@ -173,22 +202,20 @@ class _Feed:
         if seen == self._seen:
             return
         self._seen, self.version = seen, self.version + 1
-        partial = self.path.with_suffix(".part")
         feed = json.dumps(feed_payload(self.job.progress(), self.version), allow_nan=False)
-        # The pictures (~50 KB of JSON) change at most twice a second: spliced in as encoded then.
-        partial.write_text(f'{feed[:-len("null}")]}{self._panels()}}}')
-        os.replace(partial, self.path)  # the browser never reads half a file
+        # The pictures (~30 KB of JSON) change at most twice a second: spliced in as encoded then.
+        _write_whole(self.path, f'{feed[:-len("null}")]}{self._panels()}}}')
 
     def _panels(self):
         """The pictures' part of the feed as JSON text, rebuilt only when new pictures came
         (twice a second at most), not at every rewrite of the bars."""
-        if self.strip is None:
+        if self.strip_labels is None:
             return "null"
         pictures = self.job.pictures()
         key = (len(pictures[2]["position"]), id(pictures[3]), pictures[1] is None)
         if key != getattr(self, "_panels_key", None):
             self._panels_key = key
-            self._panels_json = json.dumps(panels_payload(pictures, *self.strip,
+            self._panels_json = json.dumps(panels_payload(pictures, _url(self.strip_path), self.strip_labels,
                                                           [str(c) for c in range(self.job.network.sizes[-1])]),
                                            allow_nan=False)
         return self._panels_json
@@ -204,9 +231,22 @@ class _Feed:
             pass  # the view says so; the page's next redraw starts a new feed
         finally:
             self.path.unlink(missing_ok=True)
+            self.strip_path.unlink(missing_ok=True)
             with _FEEDS_LOCK:
                 if _FEEDS.get(self.job) is self:
                     del _FEEDS[self.job]
+
+
+def _write_whole(path, text):
+    """Write a feed file so that the browser never reads half of it."""
+    partial = path.with_suffix(".part")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _url(path):
+    """Where the page finds a file of FEED_DIR (Streamlit serves ./static at app/static/)."""
+    return f"app/static/live/{path.name}"
 
 
 _FEEDS, _FEEDS_LOCK = {}, threading.Lock()
@@ -243,6 +283,6 @@ def show(job):
         feed = _feed_for(job)
     except (OSError, ValueError):  # no feed to write: the page draws the run itself
         return False
-    _component()(data={"feed": f"app/static/live/{feed.name}", "status": job.status},
+    _component()(data={"feed": _url(feed.path), "status": job.status},
                  key="live_view", on_status_change=lambda: None, width="stretch")
     return True
