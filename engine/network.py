@@ -248,8 +248,9 @@ class Network:
             ws = self._workspaces[n] = Workspace(self, n)
         return ws
 
-    def predict_proba(self, x, chunk=8192):
-        """Class probabilities with dropout off, in chunks so memory stays small."""
+    def predict_proba(self, x, chunk=1024):
+        """Class probabilities with dropout off, in chunks so memory stays small (and reused:
+        see engine.trainer.evaluate)."""
         x = np.asarray(x)
         if x.ndim == 1:
             x = x.reshape(1, -1)

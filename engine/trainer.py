@@ -158,10 +158,13 @@ def check_data(network, x, y, what="training"):
         raise ConfigError(f"The {what} images must be numbers, got {x.dtype}.")
 
 
-def evaluate(network, x, y, scale=True, chunk=8192):
+def evaluate(network, x, y, scale=True, chunk=1024):
     """(loss, accuracy) of the network on x, y with dropout off.
 
     scale: divide uint8 pixels by 255 (as the trainer does). Float inputs are used as they are.
+    chunk: rows at a time; 1024 keeps each chunk's buffers (6 MB in float64) under the size
+    above which the allocator maps fresh pages for every chunk: 8192 made a fresh process's
+    first test of 10,000 digits take 42 ms instead of 16.
     """
     scale = bool(scale) and np.asarray(x).dtype == np.uint8
     n = x.shape[0]
