@@ -81,8 +81,8 @@ def _write_text(path, text):
 
 def save(lab, weights=True):
     """Write the lab: its network (when `weights`, after anything that changed them) and its
-    lab.json. Called after a run's epochs (at most once a second: ui/state.py), at its end, and after Create, Load and a
-    settings change. Returns False (and logs why) when the disk refuses."""
+    lab.json. Called after a run's epochs (at most once a second: ui/state.py), at its end, and
+    after Create, Load and a settings change. Returns False (and logs why) when the disk refuses."""
     folder = lab_dir(lab.token)
     if folder is None:
         return False

@@ -71,28 +71,31 @@ class Lab:
         if job is not self.job:
             return  # an older run (the lab moved on)
         with self.lock:
-            if self._save_timer is not None:
-                self._save_timer.cancel()
-                self._save_timer = None
             if what == "end":
+                if self._save_timer is not None:
+                    self._save_timer.cancel()  # this save writes what it would have
+                    self._save_timer = None
                 from ui.runs import record_finished_run
                 record_finished_run(self)
-            else:
-                wait = self._saved_at + EPOCH_SAVE_SECONDS - time.monotonic()
-                if wait > 0:
-                    self._save_timer = threading.Timer(wait, self._deferred_save, args=(job,))
-                    self._save_timer.daemon = True
-                    self._save_timer.start()
-                    return
-                self._saved_at = time.monotonic()
+                self.save()
+                return
+            if self._save_timer is not None:
+                return  # a save is due within the second: it writes this epoch too
+            wait = self._saved_at + EPOCH_SAVE_SECONDS - time.monotonic()
+            if wait > 0:
+                self._save_timer = threading.Timer(wait, self._deferred_save)
+                self._save_timer.daemon = True
+                self._save_timer.start()
+                return
+            self._saved_at = time.monotonic()
             self.save()
 
-    def _deferred_save(self, job):
+    def _deferred_save(self):
         with self.lock:
-            if self._save_timer is None or job is not self.job:
-                return  # cancelled meanwhile (a later epoch or the end saved), or the lab moved on
+            if self._save_timer is None:
+                return  # the run's end saved meanwhile
             self._save_timer, self._saved_at = None, time.monotonic()
-            self.save()
+            self.save()  # the lab as it is now, whichever run it has
 
     def remember_accuracy(self, accuracy, key):
         """Record the current weights' test accuracy on the data with this data_key."""
