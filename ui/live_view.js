@@ -148,10 +148,10 @@ function setPanels(root, panels) {
   const stripBox = box.querySelector(".strip");
   const stripCells = cells(stripBox, strip.true.length, true);
   if (stripBox.dataset.drawn !== strip.url && !stripBox.__loading) {  // fixed for a run: a file read once
-    stripBox.__loading = fetch(strip.url, { cache: "no-store" })
-      .then((response) => (response.ok ? response.json() : Promise.reject(new Error(response.status))))
-      .then(({ data }) => {
-        const digits = bytesOf(data);
+    stripBox.__loading = fetchJson(strip.url)
+      .then(({ status, body }) => {
+        if (!body) throw new Error(`HTTP ${status}`);
+        const digits = bytesOf(body.data);
         stripCells.forEach((cell, k) => paint(cell.firstChild, digits, k * 784, false));
         stripBox.dataset.drawn = strip.url;
       })
@@ -186,21 +186,27 @@ function setPanels(root, panels) {
   }
 }
 
-async function fetchFeed(url) {
-  const stats = (window.__digitlabFeed = window.__digitlabFeed || { requests: 0, timeouts: 0 });  // for benchmarks
-  stats.requests += 1;
+async function fetchJson(url, stats) {
+  // { status, body }: body is null unless the answer is OK; given up after FETCH_TIMEOUT_MS.
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
   try {
-    const response = await fetch(`${url}?v=${Date.now()}`, { cache: "no-store", signal: controller.signal });
-    return { status: response.status, feed: response.ok ? await response.json() : null };  // the body, too, in time
+    const response = await fetch(url, { cache: "no-store", signal: controller.signal });
+    return { status: response.status, body: response.ok ? await response.json() : null };  // the body, too, in time
   } catch (error) {
     if (error.name !== "AbortError") throw error;
-    stats.timeouts += 1;
+    if (stats) stats.timeouts += 1;
     throw new Error(`the run's feed did not answer within ${FETCH_TIMEOUT_MS / 1000} s`);
   } finally {
     clearTimeout(timer);
   }
+}
+
+async function fetchFeed(url) {
+  const stats = (window.__digitlabFeed = window.__digitlabFeed || { requests: 0, timeouts: 0 });  // for benchmarks
+  stats.requests += 1;
+  const { status, body } = await fetchJson(`${url}?v=${Date.now()}`, stats);
+  return { status, feed: body };
 }
 
 export default function (component) {
