@@ -123,7 +123,7 @@ def through_ui(data, layers, epochs, browser_core=None):
             feed = page.evaluate("() => window.__digitlabFeed || {}")
             browser.close()
         epoch_seconds = saved_epoch_seconds(server.home)
-        wall = logged_wall_seconds(server.log_path)
+        wall = logged_wall_seconds(server)
     finally:
         os.sched_setaffinity(0, own_cores)
         server.stop()
@@ -142,15 +142,15 @@ def saved_epoch_seconds(home):
     raise RuntimeError(f"no saved run under {home}")
 
 
-def logged_wall_seconds(log_path):
+def logged_wall_seconds(server):
     """Wall seconds of the run, from the server's log lines when it started and ended training
     (ui/training.py): the fork of the training process, everything it did (the trainer, the
     pictures, the messages, the test) and its exit, as the user waits for them."""
     deadline = time.monotonic() + 10  # "ended" is logged just after the page can show the end
     while True:
-        marks = dict(re.findall(r"digitlab: run \w+ (started|ended) ([\d.]+)", Path(log_path).read_text()))
-        if "ended" in marks or time.monotonic() > deadline:
-            return float(marks["ended"]) - float(marks["started"])
+        (started, ended), = server.runs().values()
+        if ended is not None or time.monotonic() > deadline:
+            return ended - started
         time.sleep(0.1)
 
 

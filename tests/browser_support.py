@@ -30,6 +30,7 @@ VIEWPORT = {"width": 1400, "height": 1000}
 # Generous: 2 cores, other test suites may run at the same time.
 SERVER_START_TIMEOUT = 60
 PAGE_TIMEOUT_MS = 60_000
+RUN_LOG = re.compile(r"digitlab: run (\w+) (started|ended) ([\d.]+)")  # ui/training.py's log lines
 
 
 # --- availability ------------------------------------------------------------------------
@@ -108,6 +109,18 @@ class StreamlitServer:
             time.sleep(0.3)
         self.stop()
         raise RuntimeError(f"streamlit not healthy after {timeout} s:\n{self.log_tail()}")
+
+    def runs(self):
+        """{run id: [start, end or None]} (wall clock) of the runs that trained, from the app's
+        'digitlab: run <id> started|ended <time>' log lines."""
+        out = {}
+        with contextlib.suppress(OSError):
+            for run, event, when in RUN_LOG.findall(self.log_path.read_text(errors="replace")):
+                if event == "started":
+                    out[run] = [float(when), None]
+                elif run in out:
+                    out[run][1] = float(when)
+        return out
 
     def log_tail(self, chars=4000):
         try:

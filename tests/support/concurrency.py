@@ -34,7 +34,6 @@ TRAIN_TIMEOUT_S = 240      # all queued runs, on a shared 2-core machine
 QUEUE_MESSAGE = "Waiting for a free "  # a training slot here, or a Dask worker
 RUNNING_MESSAGE = "Training…"
 MB = 2 ** 20
-RUN_LOG = re.compile(r"digitlab: run (\w+) (started|ended) ([\d.]+)")
 
 STATE_JS = """() => {
   const main = document.querySelector('[data-testid=stMain]');
@@ -112,18 +111,6 @@ class LimitedServer(StreamlitServer):
             with contextlib.suppress(psutil.Error):
                 total += child.memory_info().rss
         return total
-
-    def runs(self):
-        """{run id: [start, end or None]} (wall clock) of the runs that trained, from the app's
-        'digitlab: run <id> started|ended <time>' log lines."""
-        out = {}
-        with contextlib.suppress(OSError):
-            for run, event, when in RUN_LOG.findall(self.log_path.read_text(errors="replace")):
-                if event == "started":
-                    out[run] = [float(when), None]
-                elif run in out:
-                    out[run][1] = float(when)
-        return out
 
     def most_runs_at_once(self, since=0.0):
         """The most runs holding a slot at the same moment (runs started after `since`)."""
