@@ -33,6 +33,17 @@ def test_layer_stats_measure_gradients_updates_dead_units_and_histograms(synthet
     assert diagnostics.layer_stats(net)["update_ratio"] is None  # no weights from before: no ratio
 
 
+def test_a_large_layers_histogram_reads_a_fixed_sample_spread_over_all_its_weights():
+    net = Network([784, 128, 10], seed=0)  # 100,352 first-layer weights: more than the sample
+    w = net.weights[0]
+    w[:, 64:] += 1.0  # the second half of the units' weights all lie above the first half's
+    counts, edges = diagnostics.layer_stats(net)["histograms"][0]
+    assert sum(counts) == diagnostics.HISTOGRAM_SAMPLE
+    full, _ = np.histogram(w, bins=edges)
+    np.testing.assert_allclose(np.array(counts) / sum(counts), full / full.sum(), atol=0.01)  # both halves, in proportion
+    assert diagnostics.layer_stats(net)["histograms"][0][0] == counts  # the same sample each time
+
+
 def test_the_deep_sigmoid_lesson_shows_gradients_vanishing_layer_by_layer(sample_arrays):
     norms = {}
     for name in ("deep_sigmoid", "deep_relu"):

@@ -641,8 +641,8 @@ class _Outbox:
 
 
 class _PanelMaker:
-    """Draws the network's pictures for the live view every PANEL_SECONDS (and the confusion
-    matrix at each epoch's end). The update's size needs the weights before a step: they are
+    """Draws the network's pictures for the live view at each epoch's end (with the confusion
+    matrix) and, in epochs longer than PANEL_SECONDS, every PANEL_SECONDS between. The update's size needs the weights before a step: they are
     copied at one batch and compared at the next."""
 
     def __init__(self, network, x_test, y_test):
@@ -668,6 +668,9 @@ class _PanelMaker:
             confusion = None
         else:
             position, stats, confusion = event.epoch, d.layer_stats(net), d.subset_confusion(net, self.probe)
+            # The next pictures come PANEL_SECONDS after these: short epochs are drawn at their ends
+            # only (fast runs had twice the pictures, each taken from the trainer's time).
+            self.due, self.before = time.monotonic() + PANEL_SECONDS, None
         read, prob = d.strip_readings(net, self.probe)
         return Panels(event.run_epoch, float(position), d.first_layer_images(net), read, prob, stats, confusion)
 
