@@ -73,20 +73,32 @@ def _histogram_sample(size):
     return positions
 
 
-def layer_stats(network, previous_params=None):
-    """Per layer: gradient norm, last update's norm / the weights' norm (when the parameters
-    before the last step are given), share of dead ReLUs, histogram of the weights."""
-    grad_norms, ratios, histograms = [], [], []
+def training_stats(network, previous_params=None):
+    """What only the training process can measure, per layer: the last gradient's norm, the last
+    update's norm / the weights' norm (when the parameters before the last step are given) and
+    the share of dead ReLUs on the last batch. A few norms: cheap enough to take between batches."""
+    grad_norms, ratios = [], []
     before = None if previous_params is None else network.layer_weights(previous_params)
     for i, (w, g) in enumerate(zip(network.weights, network.weight_grads)):
         grad_norms.append(float(np.linalg.norm(g)))
         if before is not None:
             norm = float(np.linalg.norm(w))
             ratios.append(float(np.linalg.norm(w - before[i])) / norm if norm else float("nan"))
+    return {"grad_norm": grad_norms, "update_ratio": ratios or None, "dead_share": network.dead_share()}
+
+
+def weight_histograms(network):
+    """Per layer, (counts, bin edges) of its weights (at most HISTOGRAM_SAMPLE of them read)."""
+    histograms = []
+    for w in network.weights:
         flat = w.reshape(-1)
         sample = flat if flat.size <= HISTOGRAM_SAMPLE else flat[_histogram_sample(flat.size)]
         limit = float(np.abs(sample).max()) or 1.0
         counts, edges = np.histogram(sample, bins=HISTOGRAM_BINS, range=(-limit, limit))
         histograms.append((counts.tolist(), edges.tolist()))
-    return {"grad_norm": grad_norms, "update_ratio": ratios or None, "dead_share": network.dead_share(),
-            "histograms": histograms}
+    return histograms
+
+
+def layer_stats(network, previous_params=None):
+    """Per layer: training_stats and the weights' histograms, in one dict."""
+    return {**training_stats(network, previous_params), "histograms": weight_histograms(network)}

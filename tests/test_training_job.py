@@ -205,3 +205,49 @@ def test_step_mode_trains_exactly_one_batch_at_a_time(synthetic, mode):
     assert wait_until(lambda: np.array_equal(job.network.params, twin.params), timeout=5)
     job.stop()
     job.join(30)
+
+
+def test_the_trainer_sends_weights_for_the_pictures_and_the_server_draws_them(synthetic):
+    """The trainer's share of a picture is a copy of the weights and its gradients' numbers; the
+    pictures drawn from them (by the server) are those of the network at that moment."""
+    import threading
+
+    from engine import diagnostics
+
+    class Collect:
+        def __init__(self):
+            self.messages = []
+
+        def send(self, message):
+            self.messages.append(message)
+
+        def close(self):
+            pass
+
+    def run(paint_here):
+        sender, net = Collect(), Network([784, 16, 10], seed=1)
+        training.run_trainer(sender, threading.Event(), threading.Event(), net, Adam(0.003), synthetic.x_train,
+                             synthetic.y_train, synthetic.x_test, synthetic.y_test,
+                             TrainConfig(epochs=2, batch_size=50, seed=2), paint_here=paint_here)
+        return net, sender.messages
+
+    net, messages = run(paint_here=False)
+    states = [m for m in messages if isinstance(m, training.PanelState)]
+    assert states and not any(isinstance(m, training.Panels) for m in messages)
+    last = states[-1]
+    assert last.with_confusion and last.position == 2 and set(last.stats) == {"grad_norm", "update_ratio", "dead_share"}
+    np.testing.assert_array_equal(last.params, net.params)  # the network as the run ended
+    panels = training._Painter(net, synthetic.x_test, synthetic.y_test).paint(last)
+    probe = diagnostics.Probe.from_test_set(synthetic.x_test, synthetic.y_test, 10)
+    np.testing.assert_array_equal(panels.strip_read, net.predict_proba(probe.strip_x).argmax(axis=1))
+    np.testing.assert_array_equal(panels.confusion, diagnostics.subset_confusion(net, probe))
+    np.testing.assert_array_equal(panels.weights, diagnostics.first_layer_images(net))
+    assert panels.stats["histograms"] == diagnostics.weight_histograms(net)
+    assert panels.stats["grad_norm"] == [float(np.linalg.norm(g)) for g in net.weight_grads]
+    # on a cluster's worker the trainer draws them itself: the same pictures cross the wire
+    net_there, there = run(paint_here=True)
+    drawn = [m for m in there if isinstance(m, training.Panels)]
+    assert drawn and not any(isinstance(m, training.PanelState) for m in there)  # (mid-epoch ones come by the clock)
+    np.testing.assert_array_equal(net_there.params, net.params)  # the same run
+    np.testing.assert_array_equal(drawn[-1].strip_read, panels.strip_read)
+    np.testing.assert_array_equal(drawn[-1].confusion, panels.confusion)

@@ -222,5 +222,6 @@ def train_on_worker(queue_name, pause_name, stop_name, model, x_train, y_train, 
     network, optimizer, _ = load_network(model)
     with threadpool_limits(limits=1, user_api="blas"):
         run_trainer(_QueueSender(queue), _Flag(Event(pause_name)), _Flag(Event(stop_name)), network, optimizer,
-                    x_train, y_train, x_test, y_test, config, send_weights=True, weights_every=WEIGHTS_SECONDS)
+                    x_train, y_train, x_test, y_test, config, send_weights=True, weights_every=WEIGHTS_SECONDS,
+                    paint_here=True)  # pictures, not weights, cross the cluster
     return network.epochs_trained

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine import diagnostics
 from engine.trainer import epoch_phrase, evaluate, snapshot, trainer
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -42,7 +43,8 @@ MAX_CURVE_POINTS = 400  # per-batch points kept for the live chart (thinned: lig
 MAX_SNAPSHOTS = 400     # a run's replay pictures at most (~13 KB each)
 POLL_SECONDS = 0.1
 SEND_SECONDS = 0.1       # how often the child sends its batch events
-PANEL_SECONDS = 0.5      # how often it draws the network's pictures (engine.diagnostics)
+PANEL_SECONDS = 0.5      # how often it takes the network's pictures (engine.diagnostics)
+PANEL_BYTES_PER_SECOND = 20e6  # a huge network's weights are sent for pictures less often than that
 STEP_IMAGES = 16         # a step's digits shown
 STOP_GRACE = 0.8         # seconds a Stop waits for the child before ending it
 ACTIVE = ("queued", "running", "paused")
@@ -111,6 +113,18 @@ class Panels:
 
 
 @dataclass
+class PanelState:
+    """A moment for the pictures, as the trainer sends it: the weights then, and what only the
+    trainer can measure (engine.diagnostics.training_stats). The server draws the Panels from it
+    (_Painter), so that they are made on the server's time, not on the training's."""
+    run_epoch: int
+    position: float
+    params: np.ndarray
+    stats: dict
+    with_confusion: bool      # at the end of an epoch
+
+
+@dataclass
 class StepReport:
     """One batch trained in step mode: its digits, its loss before and after, the gradients."""
     images: np.ndarray        # up to STEP_IMAGES of the batch's digits (uint8, 28x28)
@@ -173,7 +187,7 @@ class TrainingJob:
         self._stop_kind = "Stopped"  # or why the lab stopped it
         self._remote = None          # a run on a cluster: where Pause/Stop are passed on
         self._granted = (_FORK or multiprocessing).Value("i", 0)  # batches granted in step mode
-        self._panels = self._confusion = self._step_report = None
+        self._panels = self._confusion = self._step_report = self._painter = None
         self._series = {"position": [], "grad_norm": [], "update_ratio": [], "dead_share": []}
         self._snapshots = []       # light pictures of the run for its replay (see _keep_snapshot)
         self._logged_start = False
@@ -380,7 +394,11 @@ class TrainingJob:
                 with self._lock:
                     self.status, self.message = "running", f"Training… (on the Dask worker at {message.worker})"
                 self._log("started")
-            elif isinstance(message, Panels):
+            elif isinstance(message, PanelState):
+                if self._painter is None:
+                    self._painter = _Painter(self.network, self.x_test, self.y_test)
+                self._record_panels(self._painter.paint(message))
+            elif isinstance(message, Panels):  # drawn where it trained (a Dask worker)
                 self._record_panels(message)
             elif isinstance(message, StepReport):
                 with self._lock:
@@ -640,22 +658,20 @@ class _Outbox:
         self._sender.close()
 
 
-class _PanelMaker:
-    """Draws the network's pictures for the live view at each epoch's end (with the confusion
-    matrix) and, in epochs longer than PANEL_SECONDS, every PANEL_SECONDS between. The update's size needs the weights before a step: they are
-    copied at one batch and compared at the next."""
+class _PanelTimer:
+    """When the trainer takes the live view's pictures: at each epoch's end (with the confusion
+    matrix) and, in epochs longer than PANEL_SECONDS, every PANEL_SECONDS between (less often for
+    a network whose weights would otherwise pass PANEL_BYTES_PER_SECOND). The update's size needs
+    the weights before a step: they are copied at one batch and compared at the next."""
 
-    def __init__(self, network, x_test, y_test):
-        from engine import diagnostics
-        self.diagnostics, self.network = diagnostics, network
-        self.probe = diagnostics.Probe.from_test_set(x_test, y_test, network.sizes[-1]) if len(y_test) else None
+    def __init__(self, network):
+        self.network = network
+        self.interval = max(PANEL_SECONDS, network.params.nbytes / PANEL_BYTES_PER_SECOND)
         self.due, self.before = 0.0, None
 
     def after(self, event):
-        """A Panels message for this event, or None."""
-        d, net = self.diagnostics, self.network
-        if self.probe is None:
-            return None
+        """A PanelState for this event, or None."""
+        net = self.network
         if event.kind == "batch":
             if self.before is None:
                 if time.monotonic() < self.due:
@@ -663,16 +679,31 @@ class _PanelMaker:
                 self.before = net.params.copy()  # compared after the next step
                 return None
             position = event.epoch - 1 + event.batch / event.batches
-            stats, self.before = d.layer_stats(net, self.before), None
-            self.due = time.monotonic() + PANEL_SECONDS
-            confusion = None
+            stats = diagnostics.training_stats(net, self.before)
         else:
-            position, stats, confusion = event.epoch, d.layer_stats(net), d.subset_confusion(net, self.probe)
-            # The next pictures come PANEL_SECONDS after these: short epochs are drawn at their ends
-            # only (fast runs had twice the pictures, each taken from the trainer's time).
-            self.due, self.before = time.monotonic() + PANEL_SECONDS, None
+            position, stats = event.epoch, diagnostics.training_stats(net)
+        # The next pictures come an interval after these: short epochs are drawn at their ends
+        # only (fast runs had twice the pictures, each taken from the trainer's time).
+        self.due, self.before = time.monotonic() + self.interval, None
+        return PanelState(event.run_epoch, float(position), net.params.copy(), stats, event.kind == "epoch")
+
+
+class _Painter:
+    """Draws the Panels of a PanelState: its weights put into a twin of the network, whose strip
+    readings, confusion matrix, first-layer images and histograms are taken (~1-6 ms, by the
+    server: measured in the trainer, they were 1-2% of a fast run's time)."""
+
+    def __init__(self, network, x_test, y_test):
+        self.twin = network.copy()
+        self.probe = diagnostics.Probe.from_test_set(x_test, y_test, network.sizes[-1])
+
+    def paint(self, state):
+        d, net = diagnostics, self.twin
+        net.params[...] = state.params
         read, prob = d.strip_readings(net, self.probe)
-        return Panels(event.run_epoch, float(position), d.first_layer_images(net), read, prob, stats, confusion)
+        return Panels(state.run_epoch, state.position, d.first_layer_images(net), read, prob,
+                      dict(state.stats, histograms=d.weight_histograms(net)),
+                      d.subset_confusion(net, self.probe) if state.with_confusion else None)
 
 
 def _step_report(network, x, y, event, scale):
@@ -685,17 +716,19 @@ def _step_report(network, x, y, event, scale):
 
 
 def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_test, y_test, config,
-                parent_pid=None, send_weights=None, weights_every=0.0, granted=None, panels=True):
+                parent_pid=None, send_weights=None, weights_every=0.0, granted=None, panels=True, paint_here=False):
     """Run the engine's trainer, sending Events bundles, Weights after each epoch and at the end
     (from a child process or a cluster, send_weights: in a thread the server's network is
-    trained in place), Panels a few times a second, then Ended or Failed. Honours pause/stop
-    between batches; while paused, each batch `granted` (a shared counter: step mode) is trained
-    and reported (StepReport). Ends by itself if the parent process is gone."""
+    trained in place), PanelStates a few times a second (or the Panels themselves, paint_here:
+    on a cluster's worker), then Ended or Failed. Honours pause/stop between batches; while
+    paused, each batch `granted` (a shared counter: step mode) is trained and reported
+    (StepReport). Ends by itself if the parent process is gone."""
     send_weights = parent_pid is not None if send_weights is None else send_weights
     weights_sent = -math.inf
     outbox = _Outbox(sender)
     pending, last_send = [], time.monotonic()
-    painter = _PanelMaker(network, x_test, y_test) if panels else None
+    timer = _PanelTimer(network) if panels and len(y_test) else None
+    painter = _Painter(network, x_test, y_test) if timer is not None and paint_here else None
     stepping = pause.is_set()  # a run started paused trains its first batch as a step
     ending_epoch = False
     scale = config.scale_inputs and np.asarray(x_train).dtype == np.uint8
@@ -727,7 +760,9 @@ def run_trainer(sender, pause, stop, network, optimizer, x_train, y_train, x_tes
                 ending_epoch = event.batch == event.batches  # its epoch's end belongs to the step
             elif event.kind == "epoch":
                 ending_epoch = False
-            panel = painter.after(event) if painter is not None else None
+            panel = timer.after(event) if timer is not None else None
+            if panel is not None and painter is not None:
+                panel = painter.paint(panel)
             if event.kind == "batch":
                 event.rows = None  # not sent: the server needs none of it
             pending.append(event)
