@@ -8,8 +8,9 @@ a run's replay keeps.
   of thumb wants about 1e-3), the share of dead ReLUs, a histogram of the weights.
 
 Each costs little next to a training step (the strip is 24 digits, the confusion subset 500,
-histograms read at most HISTOGRAM_SAMPLE weights of a layer), so the trainer can afford them a
-few times a second.
+histograms read at most HISTOGRAM_SAMPLE weights of a layer). The trainer itself takes only
+`training_stats` (what needs its gradients and last batch: a few norms); the rest is drawn from
+a copy of its weights, by the app's server (ui/training.py), off the training's time.
 """
 from dataclasses import dataclass
 from functools import lru_cache
