@@ -139,6 +139,10 @@ def test_live_chart_spec_is_valid_plotly():
                                               "loss (epoch)", "val_loss (epoch)", "accuracy (epoch)",
                                               "val_accuracy (epoch)"]
     assert {t.xaxis for t in checked.data} == {"x", "x2"}  # loss left, accuracy right
+    assert checked.data[0].mode == "lines"
+    # a replay's first moment may hold one point of the curves: drawn as a dot, not as nothing
+    first = go.Figure(training_curves([0.01], [2.3], [0.1], []).to_dict())
+    assert [t.mode for t in first.data] == ["lines+markers", "lines+markers"]
 
 
 def test_finished_run_still_shows_its_speed(synthetic, mode):

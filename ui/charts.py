@@ -57,7 +57,9 @@ def training_curves_spec(steps, loss, accuracy, epochs_table):
     redraw against ~5 ms this way. A test validates the spec.
     """
     def line(x, y, name, color, axis, dash=None, markers=False):
-        return {"type": "scatter", "x": list(x), "y": list(y), "name": name, "mode": "lines+markers" if markers else "lines",
+        x, y = list(x), list(y)
+        markers = markers or len(x) == 1  # one point draws no line (a replay's first moment): a dot
+        return {"type": "scatter", "x": x, "y": y, "name": name, "mode": "lines+markers" if markers else "lines",
                 "line": {"color": color, "width": 1.5, "dash": dash or "solid"}, "xaxis": "x" if axis == 1 else f"x{axis}", "yaxis": "y" if axis == 1 else f"y{axis}"}
 
     traces = [line(steps, loss, "loss (per batch, smoothed)", INK, 1),
