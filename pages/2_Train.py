@@ -28,7 +28,11 @@ def flagged(key):
         st.markdown(f":red[⚠️ {problems[key]}]")
 
 
-with st.expander("Settings", expanded=not lab.training):
+# Open on a page first drawn for no run, closed on one first drawn mid-run (a reload); never
+# changed by Start or a run's end: the page does not jump under the pointer, and the browser does
+# not lay it all out again (collapsing it at Start cost ~0.2 of a core-second, taken from the
+# run's first epochs where they share the cores).
+with st.expander("Settings", expanded=st.session_state.setdefault("train_settings_open", not lab.training)):
     c1, c2, c3 = st.columns(3)
     with c1:
         st.radio("Optimizer", ["adam", "sgd"], horizontal=True, key="t_optimizer")
@@ -163,11 +167,10 @@ if lab.network.activation == "sigmoid" and len(lab.network.sizes) - 2 >= 5:
 
 LIVE_SECONDS, SLOW_SECONDS, CHECK_SECONDS = 0.5, 2.0, 10.0
 # While a run is active the browser's live view (ui/live_view.py) updates itself and asks for a
-# redraw when the run's status changes (and again every 5 s after the run's end, until the page
-# has been redrawn); the fragment then only checks every 10 s, in case a request was lost (each
-# rerun costs the server ~70 ms and the browser ~150 ms, on the cores the run may share). A
-# queued run without the live view is checked every 2 s; without the live view, the fragment
-# redraws twice a second.
+# redraw when the run's status changes; the fragment then only checks every 10 s, in case that
+# request was lost (each rerun costs the server ~70 ms and the browser ~150 ms, on the cores the
+# run may share). A queued run without the live view is checked every 2 s; without the live
+# view, the fragment redraws twice a second.
 live = lab.training and live_view.available()
 refresh = (None if not lab.training else CHECK_SECONDS if live
            else SLOW_SECONDS if lab.job.status == "queued" else LIVE_SECONDS)
@@ -185,12 +188,8 @@ drawn_for = page_state()
 def live_progress():
     """The run's buttons, status and progress: the live view while it is active, else bars,
     curves and table. All drawn from one look at the run, so they always agree."""
-    # A run started here (Start, Step, Resume) is drawn by this fragment alone, the rest of the
-    # page as it was until the run ends: redrawing all of it at Start cost the browser ~0.2 of a
-    # core-second, taken from the run's first epochs where they share the cores.
-    started_here = lab.training and not drawn_for[1] and live_view.available()
-    if page_state() != drawn_for and not started_here:
-        st.rerun()  # a run ended (or started without the live view) since the page was drawn: redraw it all
+    if page_state() != drawn_for:
+        st.rerun()  # a run started or ended since the page was drawn: redraw all of it
     job = lab.job
     if refresh == SLOW_SECONDS and not live and job.status != "queued":
         st.rerun()  # the run got its slot: redraw the page at the live rate

@@ -9,9 +9,6 @@ const DUTY = 20;
 // connection would otherwise freeze the view until the browser's own timeout, tens of seconds).
 const FETCH_TIMEOUT_MS = 3000;
 const AWAY_TICKS = 20;  // polls (~9 s) the view waits for its element to come back on the page
-// Once the run has ended the page redraws itself without this view; should the request for that
-// redraw be lost, the ended run's view would stay: it asks again this often while it does.
-const ASK_AGAIN_MS = 5000;
 
 function skeleton(parent) {
   const root = document.createElement("div");
@@ -212,14 +209,6 @@ async function fetchFeed(url) {
   return { status, feed: body };
 }
 
-function askUntilRedrawn(root, feed, times) {
-  setTimeout(() => {
-    if (!root.isConnected || root.dataset.feed !== feed) return;  // redrawn: gone, or another run's view
-    root.__digitlab.setTriggerValue("status", `ended:again:${times}`);
-    askUntilRedrawn(root, feed, times + 1);
-  }, ASK_AGAIN_MS);
-}
-
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
   if (!data.feed) return undefined;  // the page's preload (see preload() in ui/live_view.py)
@@ -264,7 +253,7 @@ export default function (component) {
           current.setTriggerValue("status", `${feed.status}:${feed.version}`);
           current.data = { ...current.data, status: feed.status };
         }
-        if (!feed.active) { stopped = true; root.__poller = null; askUntilRedrawn(root, data.feed, 1); return; }
+        if (!feed.active) { stopped = true; root.__poller = null; return; }
       }
     } catch (error) {
       root.querySelector(".live-note").textContent = `Live view: ${error.message} (retrying)`;
