@@ -674,14 +674,17 @@ class _PanelTimer:
         net = self.network
         if event.kind == "batch":
             if self.before is None:
-                if time.monotonic() < self.due:
-                    return None
-                self.before = net.params.copy()  # compared after the next step
+                # Copied before the next step when pictures are due, and before each epoch's last
+                # step, so that the epoch's end (all a short epoch shows) has an update's size too.
+                if event.batch < event.batches and (time.monotonic() >= self.due or event.batch == event.batches - 1):
+                    self.before = net.params.copy()
                 return None
+            if event.batch == event.batches:
+                return None  # the epoch's end, next, is drawn with this step's update
             position = event.epoch - 1 + event.batch / event.batches
             stats = diagnostics.training_stats(net, self.before)
         else:
-            position, stats = event.epoch, diagnostics.training_stats(net)
+            position, stats = event.epoch, diagnostics.training_stats(net, self.before)
         # The next pictures come an interval after these: short epochs are drawn at their ends
         # only (fast runs had twice the pictures, each taken from the trainer's time).
         self.due, self.before = time.monotonic() + self.interval, None
