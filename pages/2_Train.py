@@ -28,11 +28,7 @@ def flagged(key):
         st.markdown(f":red[⚠️ {problems[key]}]")
 
 
-# Open on a page first drawn for no run, closed on one first drawn mid-run (a reload); never
-# changed by Start or a run's end: the page does not jump under the pointer, and the browser does
-# not lay it all out again (collapsing it at Start cost ~0.2 of a core-second, taken from the
-# run's first epochs where they share the cores).
-with st.expander("Settings", expanded=st.session_state.setdefault("train_settings_open", not lab.training)):
+with st.expander("Settings", expanded=not lab.training):
     c1, c2, c3 = st.columns(3)
     with c1:
         st.radio("Optimizer", ["adam", "sgd"], horizontal=True, key="t_optimizer")
