@@ -106,6 +106,14 @@ def start_run(page, epochs, batch_size=20):
     page.wait_for_selector(".digitlab-live .bar-label[data-bar=run]", timeout=60_000)
 
 
+def build_and_start(trail, server, epochs):
+    """Build a network whose epochs take ~EPOCH_SECONDS here and start a run of `epochs`."""
+    trail.step = "build"
+    build(trail.page, server, str(hidden_width()))
+    trail.step = "start"
+    start_run(trail.page, epochs=epochs)
+
+
 def wait_run_epoch(page, epoch, timeout_ms=120_000):
     page.wait_for_function(f"() => ({RUN_EPOCH})() >= {epoch}", timeout=timeout_ms)
     return page.evaluate(RUN_EPOCH)
@@ -115,10 +123,7 @@ def test_a_reload_mid_run_keeps_the_run_going_to_its_end(chromium, servers, shot
     server = servers(require_sample())
     with Trail(chromium, server, shots) as trail:
         page = trail.page
-        trail.step = "build"
-        build(page, server, str(hidden_width()))
-        trail.step = "start"
-        start_run(page, epochs=20)
+        build_and_start(trail, server, epochs=20)
         before = wait_run_epoch(page, 3)
         trail.step = "reload"
         began = time.monotonic()
@@ -147,9 +152,7 @@ def test_a_closed_tab_reopened_later_finds_its_run_live_or_finished(chromium, se
     server = servers(require_sample())
     with Trail(chromium, server, shots) as trail:
         page = trail.page
-        trail.step = "build"
-        build(page, server, str(hidden_width()))
-        start_run(page, epochs=20)
+        build_and_start(trail, server, epochs=20)
         wait_run_epoch(page, 2)
         link = page.url
         trail.step = "close"
@@ -303,9 +306,7 @@ def test_the_live_view_shows_the_weights_and_the_strip_changing_as_the_network_l
     server = servers(require_sample())
     with Trail(chromium, server, shots) as trail:
         page = trail.page
-        build(page, server, str(hidden_width()))
-        trail.step = "train"
-        start_run(page, epochs=20)
+        build_and_start(trail, server, epochs=20)
         page.wait_for_selector(".digitlab-live .live-panels:not([hidden]) .weights canvas", timeout=60_000)
         first = page.evaluate(PICTURES_JS)
         assert first["units"] == 16 and first["digits"] == 24, first
@@ -346,10 +347,7 @@ def test_a_lost_request_for_a_redraw_at_the_runs_end_is_made_up_for(chromium, se
     server = servers(require_sample())
     with Trail(chromium, server, shots) as trail:
         page = trail.page
-        trail.step = "build"
-        build(page, server, str(hidden_width()))
-        trail.step = "start"
-        start_run(page, epochs=4)
+        build_and_start(trail, server, epochs=4)
         main_area(page).get_by_text("Training…").wait_for(timeout=20_000)
         settle(page)
         page.evaluate(DROP_FIRST_END_REQUEST)
@@ -360,4 +358,4 @@ def test_a_lost_request_for_a_redraw_at_the_runs_end_is_made_up_for(chromium, se
         assert asked and asked[0].startswith("completed"), asked  # the request that was lost
         assert "Run time" in main_area(page).inner_text()
         assert page.evaluate("() => document.querySelector('.digitlab-live')") is None, "the ended view stayed"
-        assert_no_exception(page, "Train after a run whose end was asked for twice")
+        assert_no_exception(page, "Train after a run whose end's redraw was lost once")
