@@ -19,6 +19,13 @@ Two placements of the browser, both measured:
     user's own machine. Needs at least 2 cores; skipped otherwise.
 
     python benchmarks/bench_ui.py [--epochs 5] [--layers 64,32] [--data PATH] [--repeats 2]
+    python benchmarks/bench_ui.py --epochs 10 --series 20
+
+`--series N` measures the one thing with many more runs: one server and one Chromium tab kept
+open (as a user keeps the lab), N runs started from the Train page (browser on the same cores),
+each between two engine-alone runs; it prints the median of the per-run ratios with a bootstrap
+interval. A run then takes seconds instead of a fresh server's ~35 s, so the VM's drift between
+runs can be averaged out.
 
 Also: a fresh server's first page, from navigation to its title (the 2 s budget of issue 3).
 
@@ -27,6 +34,7 @@ else data/mnist-sample.npz. Prints a Markdown table, the ratios UI / engine, and
 wall ratio against the engine run just before it (the same stretch of the machine's drift).
 """
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -76,11 +84,48 @@ def engine_alone(data, layers, epochs, threads):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def open_train_page(page, server, layers, epochs):
+    """As a user: Build, create the network, open Train, set the epochs."""
+    from browser_support import go_to, settle
+    page.goto(f"{server.url}/Build")
+    settle(page)
+    box = page.get_by_label("Hidden layer widths (comma-separated)", exact=True)
+    box.fill(layers)
+    box.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Create network").click()
+    page.get_by_text("Untrained test accuracy").wait_for(timeout=60_000)
+    go_to(page, "Train")  # a link click keeps the session (page.goto would start a new one)
+    settle(page)
+    epochs_box = page.get_by_label("Epochs", exact=True)
+    epochs_box.fill(str(epochs))
+    epochs_box.press("Enter")
+    settle(page)
+
+
+def start_and_watch(page, ended_before=0, server=None):
+    """Press Start, keep the tab on the live view until the run has ended and the page shows it;
+    returns the seconds from Start to the live view on the page."""
+    page.get_by_role("button", name="Start training").click()
+    clicked = time.monotonic()
+    page.wait_for_selector(".digitlab-live", timeout=60_000)
+    shown_after = time.monotonic() - clicked
+    # Look for the end once a second: Playwright's own wait would run its selector engine
+    # over the page at every animation frame, CPU a user's browser does not spend.
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        if (server is None or len(ended_times(server)) > ended_before) and page.evaluate(RUN_ENDED_JS):
+            break
+    page.get_by_text(re.compile(r"Run time [\d.]+ s")).wait_for(timeout=60_000)
+    return shown_after
+
+
 def through_ui(data, layers, epochs, browser_core=None):
     """Train through the app in Chromium; browser_core: pin the browser there, the server elsewhere."""
     from playwright.sync_api import sync_playwright
 
-    from browser_support import StreamlitServer, go_to, launch_chromium, settle
+    from browser_support import StreamlitServer, launch_chromium
     server = StreamlitServer(data).start()
     own_cores = os.sched_getaffinity(0)
     try:
@@ -90,35 +135,12 @@ def through_ui(data, layers, epochs, browser_core=None):
         with sync_playwright() as p:
             browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{server.url}/Build")
-            settle(page)
-            box = page.get_by_label("Hidden layer widths (comma-separated)", exact=True)
-            box.fill(layers)
-            box.press("Enter")
-            settle(page)
-            page.get_by_role("button", name="Create network").click()
-            page.get_by_text("Untrained test accuracy").wait_for(timeout=60_000)
-            go_to(page, "Train")  # a link click keeps the session (page.goto would start a new one)
-            settle(page)
-            epochs_box = page.get_by_label("Epochs", exact=True)
-            epochs_box.fill(str(epochs))
-            epochs_box.press("Enter")
-            settle(page)
+            open_train_page(page, server, layers, epochs)
             loads = []  # full page loads during the run (a reload would reset the view's counters)
             page.on("load", lambda: loads.append(time.monotonic()))
             page.on("pageerror", lambda error: print(f"page error during the run: {error}", file=sys.stderr))
-            page.get_by_role("button", name="Start training").click()
-            clicked = time.monotonic()
-            page.wait_for_selector(".digitlab-live", timeout=60_000)
-            shown_after = time.monotonic() - clicked  # Start to the live view on the page
-            # Look for the end once a second: Playwright's own wait would run its selector engine
-            # over the page at every animation frame, CPU a user's browser does not spend.
-            deadline = time.monotonic() + 600
-            while not page.evaluate(RUN_ENDED_JS) and time.monotonic() < deadline:
-                time.sleep(1.0)
-            caption = page.get_by_text(re.compile(r"Run time [\d.]+ s"))
-            caption.wait_for(timeout=60_000)
-            text = caption.inner_text()
+            shown_after = start_and_watch(page)
+            text = page.get_by_text(re.compile(r"Run time [\d.]+ s")).inner_text()
             draws = page.evaluate("() => window.__digitlabDraws || {}")  # counted by ui/live_view.js
             feed = page.evaluate("() => window.__digitlabFeed || {}")
             browser.close()
@@ -133,13 +155,140 @@ def through_ui(data, layers, epochs, browser_core=None):
             "feed": feed, "page_loads": len(loads), "shown_after": shown_after}
 
 
-def saved_epoch_seconds(home):
-    """Each epoch's seconds of the run, from the lab the server saved (ui/lab_store.py)."""
+def ended_times(server):
+    """[(start, end)] of the runs that ended, in order, from the server's log (a run's id is its
+    job's address, which a later job may reuse, so the lines are read in order, not by id)."""
+    from browser_support import RUN_LOG
+    started, out = {}, []
+    for run, event, when in RUN_LOG.findall(server.log_path.read_text(errors="replace")):
+        if event == "started":
+            started[run] = float(when)
+        elif run in started:
+            out.append((started.pop(run), float(when)))
+    return out
+
+
+def tree_cpu_seconds(pids):
+    """CPU seconds used so far by these processes and all their children."""
+    import psutil
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    total += times.user + times.system
+    return total
+
+
+def wait_quiet(pids, below=0.05, window=0.5, timeout=15.0):
+    """Wait until these process trees take under `below` of a core over `window` seconds (the page
+    drawn after a run's end takes Chromium 1-2 core-seconds): each run then starts on a quiet machine."""
+    deadline = time.monotonic() + timeout
+    before = tree_cpu_seconds(pids)
+    while time.monotonic() < deadline:
+        time.sleep(window)
+        now = tree_cpu_seconds(pids)
+        if now - before < below * window:
+            return
+        before = now
+
+
+def series(data, layers, epochs, runs, threads):
+    """One server and one Chromium tab kept open, as a user keeps the lab: the network is built
+    once, then `runs` runs are started from the Train page, each between two runs of the engine
+    alone (same epochs, same machine minutes). Each UI run is compared with the mean of the two
+    engine runs around it, which cancels most of the VM's slow drift; the CPU the idle tab and
+    server take during the engine runs is measured and reported (it is counted against the UI)."""
+    from playwright.sync_api import sync_playwright
+
+    from browser_support import StreamlitServer, launch_chromium, settle
+    server = StreamlitServer(data).start()
+    engine, ui, idle_cpu = [], [], []
+    try:
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            open_train_page(page, server, layers, epochs)
+            watched = [server.process.pid, os.getpid()]  # the server and Playwright's driver + Chromium
+
+            def engine_run():
+                wait_quiet(watched)
+                before = tree_cpu_seconds(watched)
+                engine.append(engine_alone(data, layers, epochs, threads))
+                idle_cpu.append(tree_cpu_seconds(watched) - before)
+
+            engine_run()
+            for i in range(runs):
+                settle(page)
+                wait_quiet(watched)
+                ended_before = len(ended_times(server))
+                start_and_watch(page, ended_before, server)
+                start, end = ended_times(server)[-1]
+                job = saved_job(server.home)
+                ui.append({"elapsed": job["elapsed"], "wall": end - start,
+                           "epoch_seconds": [row["seconds"] for row in job["epochs_table"]]})
+                engine_run()
+                print(f"run {i + 1}/{runs}: UI clock {ui[-1]['elapsed']:.3f} s, wall {ui[-1]['wall']:.3f} s; "
+                      f"engine before/after clock {engine[-2]['elapsed']:.3f}/{engine[-1]['elapsed']:.3f} s",
+                      file=sys.stderr, flush=True)
+            browser.close()
+    finally:
+        server.stop()
+    return engine, ui, idle_cpu
+
+
+def median_interval(values, level=0.9, draws=10_000, seed=0):
+    """The median and a bootstrap interval around it (percentile method)."""
+    import numpy as np
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(values, size=(draws, len(values))), axis=1)
+    low, high = np.quantile(medians, [(1 - level) / 2, (1 + level) / 2])
+    return float(np.median(values)), float(low), float(high)
+
+
+def print_series(engine, ui, idle_cpu, args, threads):
+    """Each UI run against the mean of the engine runs before and after it."""
+    def ratios(key):
+        return [u[key] / ((a[key] + b[key]) / 2) for u, a, b in zip(ui, engine, engine[1:])]
+
+    print(f"data: {args.data}; 784-{args.layers.replace(',', '-')}-10, batch 100, {args.epochs} epochs, "
+          f"validation split 0.1, {threads} BLAS thread(s); one server and one Chromium tab kept open, "
+          f"{len(ui)} runs from Start, each between two engine-alone runs")
+    print("| | median s | UI / engine, median of the runs | 90% interval (bootstrap) | single runs |\n|---|---|---|---|---|")
+    print(f"| engine alone, training clock | {statistics.median(r['elapsed'] for r in engine):.3f} | | | |")
+    print(f"| engine alone, wall (train + test) | {statistics.median(r['wall'] for r in engine):.3f} | | | |")
+    for key, label in (("elapsed", "training clock"), ("wall", "wall")):
+        values = ratios(key)
+        mid, low, high = median_interval(values)
+        print(f"| through the UI, {label} | {statistics.median(r[key] for r in ui):.3f} | **{mid:.3f} "
+              f"({100 * (mid - 1):+.1f}%)** | {low:.3f}-{high:.3f} | {min(values):.3f}-{max(values):.3f} |")
+    first = [u["epoch_seconds"][0] - statistics.median(u["epoch_seconds"]) for u in ui]
+    first_engine = [e["epoch_seconds"][0] - statistics.median(e["epoch_seconds"]) for e in engine]
+    steady = [statistics.median(u["epoch_seconds"]) / statistics.median(a["epoch_seconds"] + b["epoch_seconds"])
+              for u, a, b in zip(ui, engine, engine[1:])]
+    print(f"an epoch's median, UI / engine: {statistics.median(steady):.3f}; the first epoch over the run's "
+          f"median: UI {statistics.median(first):+.3f} s, engine {statistics.median(first_engine):+.3f} s; "
+          f"wall minus training clock: UI {statistics.median(u['wall'] - u['elapsed'] for u in ui):.3f} s, "
+          f"engine {statistics.median(e['wall'] - e['elapsed'] for e in engine):.3f} s")
+    print(f"CPU the open tab, its driver and the idle server took during each engine run: median "
+          f"{statistics.median(idle_cpu):.3f} core-seconds (max {max(idle_cpu):.3f})")
+
+
+def saved_job(home):
+    """The lab's last run as the server saved it (ui/lab_store.py): elapsed, epochs_table..."""
     for path in Path(home).glob("labs/*/lab.json"):
         job = json.loads(path.read_text()).get("job") or {}
         if job.get("epochs_table"):
-            return [row["seconds"] for row in job["epochs_table"]]
+            return job
     raise RuntimeError(f"no saved run under {home}")
+
+
+def saved_epoch_seconds(home):
+    """Each epoch's seconds of the run, from the lab the server saved."""
+    return [row["seconds"] for row in saved_job(home)["epochs_table"]]
 
 
 def logged_wall_seconds(server):
@@ -185,8 +334,13 @@ def main():
     parser.add_argument("--layers", default="64,32")
     parser.add_argument("--data", default=default_data())
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--series", type=int, default=0, metavar="N",
+                        help="instead: one server and tab kept open, N runs from Start alternated with the engine alone")
     args = parser.parse_args()
     from ui.training import BLAS_THREADS_PER_RUN as threads  # what the app gives a run
+    if args.series:
+        print_series(*series(args.data, args.layers, args.epochs, args.series, threads), args, threads)
+        return
     cores = sorted(os.sched_getaffinity(0))
     placements = {"same cores": None}
     if len(cores) >= 2:

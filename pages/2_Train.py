@@ -163,8 +163,8 @@ if lab.network.activation == "sigmoid" and len(lab.network.sizes) - 2 >= 5:
 
 LIVE_SECONDS, SLOW_SECONDS, CHECK_SECONDS = 0.5, 2.0, 10.0
 # While a run is active the browser's live view (ui/live_view.py) updates itself and asks for a
-# redraw when the run's status changes; the fragment then only checks every 10 s, in case that
-# request was lost (each rerun costs the server ~70 ms and the browser ~150 ms, on the cores the
+# redraw when the run's status changes (and again every 5 s after the run's end, until the page
+# has been redrawn); on a page drawn mid-run the fragment also checks every 10 s, in case a request was lost (each rerun costs the server ~70 ms and the browser ~150 ms, on the cores the
 # run may share). A queued run without the live view is checked every 2 s; without the live
 # view, the fragment redraws twice a second.
 live = lab.training and live_view.available()
@@ -184,8 +184,13 @@ drawn_for = page_state()
 def live_progress():
     """The run's buttons, status and progress: the live view while it is active, else bars,
     curves and table. All drawn from one look at the run, so they always agree."""
-    if page_state() != drawn_for:
-        st.rerun()  # a run started or ended since the page was drawn: redraw all of it
+    # A run started here (Start, Step, Resume) is drawn by this fragment alone, the rest of the
+    # page as it was until the run ends (the sidebar then says "Training now" by itself, see
+    # ui/frame.py): redrawing all of it at Start took the browser 0.5-1 core-second, from the
+    # run's first epochs where they share the cores.
+    started_here = lab.training and not drawn_for[1] and live_view.available()
+    if page_state() != drawn_for and not started_here:
+        st.rerun()  # a run ended (or started without the live view) since the page was drawn: redraw it all
     job = lab.job
     if refresh == SLOW_SECONDS and not live and job.status != "queued":
         st.rerun()  # the run got its slot: redraw the page at the live rate
@@ -199,7 +204,7 @@ def live_progress():
     p = job.progress()
     if job.active:
         (st.warning if p.status in ("queued", "paused") else st.info)(p.message)
-        if live_view.show(job):
+        if live_view.show(job, p.status):
             return
     run_text, epoch_text = live_view.bar_texts(p)
     st.progress(min(p.run_fraction, 1.0), text=run_text)

@@ -59,6 +59,14 @@ PAGES = [("app.py", "Home", "🏠"), ("pages/1_Build.py", "Build", "🏗️"), (
          ("pages/9_Environment.py", "Environment", "🖥️")]
 
 
+# The sidebar's "Training now" while a run's live view (ui/live_view.py) is on the page.
+SWAP_WHILE_LIVE = """<style>
+.st-key-sidebar_network_training { display: none; }
+body:has(.digitlab-live) .st-key-sidebar_network_idle { display: none; }
+body:has(.digitlab-live) .st-key-sidebar_network_training { display: flex; }
+</style>"""
+
+
 def sidebar_status(lab, dataset, error, badge=True):
     """Page links, then dataset and network status, on every page."""
     for path, label, icon in PAGES:
@@ -71,15 +79,23 @@ def sidebar_status(lab, dataset, error, badge=True):
     else:
         st.caption("**Data:** none loaded — see Home")
     net = lab.network
+    training_now = f"**Network:** {net.describe()}  \n**Training now** — progress and accuracy on Train" if net else ""
     if net is None:
         st.caption("**Network:** none yet — build one on Build")
     elif lab.training:  # its figures change with every batch: the Train page shows them
-        st.caption(f"**Network:** {net.describe()}  \n**Training now** — progress and accuracy on Train")
+        st.caption(training_now)
     else:
-        st.caption(f"**Network:** {net.describe()}  \n**Epochs trained:** {epochs_text(net)}  \n"
-                   f"**Test accuracy:** {accuracy_text(current_accuracy(lab, dataset), lab.measuring)}")
-        if lab.measuring:
-            measurement_watch(lab)
+        # Start on Train redraws the run's part of the page only (see pages/2_Train.py), not this
+        # sidebar: while the page holds a run's live view, CSS shows "Training now" instead of
+        # the figures from before the run. The run's end redraws the whole page.
+        with st.container(key="sidebar_network_idle"):
+            st.caption(f"**Network:** {net.describe()}  \n**Epochs trained:** {epochs_text(net)}  \n"
+                       f"**Test accuracy:** {accuracy_text(current_accuracy(lab, dataset), lab.measuring)}")
+            if lab.measuring:
+                measurement_watch(lab)
+        with st.container(key="sidebar_network_training"):
+            st.caption(training_now)
+        st.html(SWAP_WHILE_LIVE)
     if lab.training and badge:
         training_badge(lab)
 

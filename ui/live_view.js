@@ -9,6 +9,10 @@ const DUTY = 20;
 // connection would otherwise freeze the view until the browser's own timeout, tens of seconds).
 const FETCH_TIMEOUT_MS = 3000;
 const AWAY_TICKS = 20;  // polls (~9 s) the view waits for its element to come back on the page
+// A request for the page's redraw (the run's status changed) is asked again this often until the
+// redraw comes: should one be lost, the page would show the old status (nothing else redraws it
+// while the run goes on), and an ended run's view would stay.
+const ASK_AGAIN_MS = 2000;
 
 function skeleton(parent) {
   const root = document.createElement("div");
@@ -209,6 +213,14 @@ async function fetchFeed(url) {
   return { status, feed: body };
 }
 
+function askUntilRedrawn(root, feed, times) {
+  setTimeout(() => {
+    if (!root.isConnected || root.dataset.feed !== feed) return;  // redrawn: gone, or another run's view
+    root.__digitlab.setTriggerValue("status", `ended:again:${times}`);
+    askUntilRedrawn(root, feed, times + 1);
+  }, ASK_AGAIN_MS);
+}
+
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
   if (!data.feed) return undefined;  // the page's preload (see preload() in ui/live_view.py)
@@ -221,6 +233,7 @@ export default function (component) {
 
   let stopped = false;  // the run has ended
   let lastVersion = -1;
+  const asked = { status: null, at: -Infinity };  // this poller's last request for the page's redraw
   const chart = root.querySelector(".live-chart");
   async function tick() {
     if (stopped || root.__poller !== poller || root.dataset.feed !== data.feed) return;
@@ -247,13 +260,15 @@ export default function (component) {
         drawPending(root, !feed.active);  // the run's end is drawn in full
         // The page's own status line (and its buttons) is drawn by Streamlit: ask it to redraw
         // when the run's status differs from the one it was drawn with (queued -> running,
-        // paused, finished).
+        // paused, finished). Each redraw mounts this view again with the status it drew.
         const current = root.__digitlab;
-        if (feed.status !== current.data.status) {
+        const due = feed.status !== asked.status || performance.now() - asked.at > ASK_AGAIN_MS;
+        if (feed.status !== current.data.status && due) {
+          asked.status = feed.status;
+          asked.at = performance.now();
           current.setTriggerValue("status", `${feed.status}:${feed.version}`);
-          current.data = { ...current.data, status: feed.status };
         }
-        if (!feed.active) { stopped = true; root.__poller = null; return; }
+        if (!feed.active) { stopped = true; root.__poller = null; askUntilRedrawn(root, data.feed, 1); return; }
       }
     } catch (error) {
       root.querySelector(".live-note").textContent = `Live view: ${error.message} (retrying)`;

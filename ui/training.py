@@ -205,6 +205,8 @@ class TrainingJob:
 
     # --- controls (called from the page) -----------------------------------------------
     def start(self):
+        with self._lock:  # what the page says until the run's thread has told more
+            self.message = self.message or "Starting…"
         self._thread.start()
         return self
 
