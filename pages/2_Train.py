@@ -163,10 +163,11 @@ if lab.network.activation == "sigmoid" and len(lab.network.sizes) - 2 >= 5:
 
 LIVE_SECONDS, SLOW_SECONDS, CHECK_SECONDS = 0.5, 2.0, 10.0
 # While a run is active the browser's live view (ui/live_view.py) updates itself and asks for a
-# redraw when the run's status changes (and again every 5 s after the run's end, until the page
-# has been redrawn); on a page drawn mid-run the fragment also checks every 10 s, in case a request was lost (each rerun costs the server ~70 ms and the browser ~150 ms, on the cores the
-# run may share). A queued run without the live view is checked every 2 s; without the live
-# view, the fragment redraws twice a second.
+# redraw when the run's status changes, again every 2 s until the redraw comes; on a page drawn
+# mid-run (a reload) the fragment also checks every 10 s, in case a request was lost (each rerun
+# costs the server ~70 ms and the browser ~150 ms, on the cores the run may share). A queued
+# run without the live view is checked every 2 s; without the live view, the fragment redraws
+# twice a second.
 live = lab.training and live_view.available()
 refresh = (None if not lab.training else CHECK_SECONDS if live
            else SLOW_SECONDS if lab.job.status == "queued" else LIVE_SECONDS)

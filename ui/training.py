@@ -66,7 +66,7 @@ class Events:
     """Batch and epoch events of the last ~0.1 s (engine.trainer's EpochEvent; each BatchEvent as
     the plain tuple of `packed_batch`: pickling ~50 dataclasses holding NumPy scalars took the
     training process 0.3 ms each time, ~30 ms of a 10-epoch run, under the GIL its training
-    thread needs; tuples of Python numbers take a tenth of that)."""
+    thread needs; the tuples take 0.015 ms, and packing them 0.04 ms)."""
     events: list
 
     def unpacked(self):
