@@ -59,6 +59,7 @@ PAGES = [("app.py", "Home", "🏠"), ("pages/1_Build.py", "Build", "🏗️"), (
          ("pages/9_Environment.py", "Environment", "🖥️")]
 
 
+TRAINING_NOW = "**Training now** — progress and accuracy on Train"
 # The sidebar's "Training now" while a run's live view (ui/live_view.py) is on the page.
 SWAP_WHILE_LIVE = """<style>
 .st-key-sidebar_network_training { display: none; }
@@ -79,22 +80,23 @@ def sidebar_status(lab, dataset, error, badge=True):
     else:
         st.caption("**Data:** none loaded — see Home")
     net = lab.network
-    training_now = f"**Network:** {net.describe()}  \n**Training now** — progress and accuracy on Train" if net else ""
     if net is None:
         st.caption("**Network:** none yet — build one on Build")
     elif lab.training:  # its figures change with every batch: the Train page shows them
-        st.caption(training_now)
+        st.caption(f"**Network:** {net.describe()}  \n{TRAINING_NOW}")
     else:
         # Start on Train redraws the run's part of the page only (see pages/2_Train.py), not this
         # sidebar: while the page holds a run's live view, CSS shows "Training now" instead of
         # the figures from before the run. The run's end redraws the whole page.
-        with st.container(key="sidebar_network_idle"):
-            st.caption(f"**Network:** {net.describe()}  \n**Epochs trained:** {epochs_text(net)}  \n"
-                       f"**Test accuracy:** {accuracy_text(current_accuracy(lab, dataset), lab.measuring)}")
-            if lab.measuring:
-                measurement_watch(lab)
-        with st.container(key="sidebar_network_training"):
-            st.caption(training_now)
+        with st.container(gap=None):  # three lines of one caption, as drawn mid-run
+            st.caption(f"**Network:** {net.describe()}")
+            with st.container(key="sidebar_network_idle"):
+                st.caption(f"**Epochs trained:** {epochs_text(net)}  \n"
+                           f"**Test accuracy:** {accuracy_text(current_accuracy(lab, dataset), lab.measuring)}")
+                if lab.measuring:
+                    measurement_watch(lab)
+            with st.container(key="sidebar_network_training"):
+                st.caption(TRAINING_NOW)
         st.html(SWAP_WHILE_LIVE)
     if lab.training and badge:
         training_badge(lab)
