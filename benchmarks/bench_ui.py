@@ -103,9 +103,10 @@ def open_train_page(page, server, layers, epochs):
     settle(page)
 
 
-def start_and_watch(page, ended_before=0, server=None):
-    """Press Start, keep the tab on the live view until the run has ended and the page shows it;
-    returns the seconds from Start to the live view on the page."""
+def start_and_watch(page, server, ended_before=0):
+    """Press Start, keep the tab on the live view until the run has ended (the server's log has
+    more ended runs than `ended_before`) and the page shows it; returns the seconds from Start to
+    the live view on the page."""
     page.get_by_role("button", name="Start training").click()
     clicked = time.monotonic()
     page.wait_for_selector(".digitlab-live", timeout=60_000)
@@ -115,7 +116,7 @@ def start_and_watch(page, ended_before=0, server=None):
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         time.sleep(1.0)
-        if (server is None or len(ended_times(server)) > ended_before) and page.evaluate(RUN_ENDED_JS):
+        if len(ended_times(server)) > ended_before and page.evaluate(RUN_ENDED_JS):
             break
     page.get_by_text(re.compile(r"Run time [\d.]+ s")).wait_for(timeout=60_000)
     return shown_after
@@ -139,18 +140,18 @@ def through_ui(data, layers, epochs, browser_core=None):
             loads = []  # full page loads during the run (a reload would reset the view's counters)
             page.on("load", lambda: loads.append(time.monotonic()))
             page.on("pageerror", lambda error: print(f"page error during the run: {error}", file=sys.stderr))
-            shown_after = start_and_watch(page)
+            shown_after = start_and_watch(page, server)
             text = page.get_by_text(re.compile(r"Run time [\d.]+ s")).inner_text()
             draws = page.evaluate("() => window.__digitlabDraws || {}")  # counted by ui/live_view.js
             feed = page.evaluate("() => window.__digitlabFeed || {}")
             browser.close()
-        epoch_seconds = saved_epoch_seconds(server.home)
-        wall = logged_wall_seconds(server)
+        epoch_seconds = [row["seconds"] for row in saved_job(server.home)["epochs_table"]]
+        start, end = ended_times(server)[-1]
     finally:
         os.sched_setaffinity(0, own_cores)
         server.stop()
     elapsed = float(re.search(r"Run time ([\d.]+) s", text).group(1))
-    return {"elapsed": elapsed, "wall": wall, "epoch_seconds": epoch_seconds,
+    return {"elapsed": elapsed, "wall": end - start, "epoch_seconds": epoch_seconds,
             "draws": {name: (d["count"], d["ms"] / max(d["count"], 1)) for name, d in draws.items()},
             "feed": feed, "page_loads": len(loads), "shown_after": shown_after}
 
@@ -224,7 +225,7 @@ def series(data, layers, epochs, runs, threads):
                 settle(page)
                 wait_quiet(watched)
                 ended_before = len(ended_times(server))
-                start_and_watch(page, ended_before, server)
+                start_and_watch(page, server, ended_before)
                 start, end = ended_times(server)[-1]
                 job = saved_job(server.home)
                 ui.append({"elapsed": job["elapsed"], "wall": end - start,
@@ -284,23 +285,6 @@ def saved_job(home):
         if job.get("epochs_table"):
             return job
     raise RuntimeError(f"no saved run under {home}")
-
-
-def saved_epoch_seconds(home):
-    """Each epoch's seconds of the run, from the lab the server saved."""
-    return [row["seconds"] for row in saved_job(home)["epochs_table"]]
-
-
-def logged_wall_seconds(server):
-    """Wall seconds of the run, from the server's log lines when it started and ended training
-    (ui/training.py): the fork of the training process, everything it did (the trainer, the
-    pictures, the messages, the test) and its exit, as the user waits for them."""
-    deadline = time.monotonic() + 10  # "ended" is logged just after the page can show the end
-    while True:
-        (started, ended), = server.runs().values()
-        if ended is not None or time.monotonic() > deadline:
-            return ended - started
-        time.sleep(0.1)
 
 
 def first_page(data):

@@ -187,7 +187,7 @@ def live_progress():
     curves and table. All drawn from one look at the run, so they always agree."""
     # A run started here (Start, Step, Resume) is drawn by this fragment alone, the rest of the
     # page as it was until the run ends (the sidebar then says "Training now" by itself, see
-    # ui/frame.py): redrawing all of it at Start took the browser 0.5-1 core-second, from the
+    # ui/frame.py): redrawing all of it at Start took the browser 0.5-1.5 core-seconds, from the
     # run's first epochs where they share the cores.
     started_here = lab.training and not drawn_for[1] and live_view.available()
     if page_state() != drawn_for and not started_here:

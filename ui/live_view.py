@@ -275,16 +275,16 @@ def preload():
         _component()(data={}, key="live_view_preload")
 
 
-def show(job, drawn_status=None):
-    """Draw the live view of an active `job`; False when it cannot be used here."""
+def show(job, drawn_status):
+    """Draw the live view of an active `job`, whose status the page drew as `drawn_status`
+    (read with the rest of the page: the job's own may have moved on since, and the view would
+    then not ask for the redraw that shows it); False when it cannot be used here."""
     if not available():
         return False
     try:
         feed = _feed_for(job)
     except (OSError, ValueError):  # no feed to write: the page draws the run itself
         return False
-    # The status the page drew (`drawn_status`, read with the rest of the page): the job's own
-    # may have moved on since, and the view would then not ask for the redraw that shows it.
-    _component()(data={"feed": _url(feed.path), "status": drawn_status or job.status},
+    _component()(data={"feed": _url(feed.path), "status": drawn_status},
                  key="live_view", on_status_change=lambda: None, width="stretch")
     return True
